@@ -1,0 +1,35 @@
+# One command to set up and open the course, one to run the tests (see README.md).
+# The first use creates a virtual environment in .venv from the lock file; later uses reuse it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup lab test test-full student-copies clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[lab,test]'
+	touch $(STAMP)
+
+## open the course in JupyterLab (the main job)
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+## unit tests + every notebook under nbval, in fast mode
+test: setup
+	COURSE_FAST=1 $(BIN)/python -m pytest
+
+## every notebook under nbval in full mode (slower; what a student runs)
+test-full: setup
+	COURSE_FAST=0 $(BIN)/python -m pytest notebooks
+
+## write student copies (solution cells emptied) into student/
+student-copies: setup
+	$(BIN)/python -m course_lib.exercises student-copies --src notebooks --dst student
+
+clean-venv:
+	rm -rf $(VENV)
