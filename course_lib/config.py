@@ -80,3 +80,10 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether long work shows a progress bar: ``progress`` if given, else on unless ``CI`` is set."""
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("CI", "").strip().lower() in _FALSE

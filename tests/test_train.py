@@ -1,0 +1,98 @@
+"""Training engine, models and device augmentations on synthetic data (fast, CPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import models, optim, regularization, train
+
+
+def toy_data(n=256, seed=0):
+    """Images whose label is the brightest channel: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, :, :, c] += 120
+    return images, labels
+
+
+def test_device_data_normalises_and_indexes():
+    images, labels = toy_data(10)
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    x, y = data.batch(torch.tensor([3, 1]))
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
+    assert torch.equal(y, torch.as_tensor(labels[[3, 1]]))
+    expected = (images[3, 5, 7, 0] / 255 - data.mean[0]) / data.std[0]
+    assert x[0, 0, 5, 7].item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="uint8"):
+        train.DeviceData.from_numpy(images.astype(np.float32), labels)
+
+
+def test_training_learns_and_records_history():
+    images, labels = toy_data()
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    torch.manual_seed(0)
+    model = models.small_cnn(widths=(8, 8, 8), classes=3)
+    hist = train.train(model, optim.Adam(model.parameters(), lr=1e-2), data, val_data=data,
+                       epochs=3, batch_size=32, progress=False)  # fmt: skip
+    assert len(hist.step_loss) == 3 * 8 and len(hist.epochs) == 3
+    assert hist.epochs[-1].val_acc > 0.9 and not hist.diverged
+    assert hist.column("seconds")[-1] <= hist.seconds
+    assert hist.time_to("val_acc", 0.9) is not None and hist.time_to("val_acc", 1.01) is None
+
+
+def test_training_repeats_exactly_with_the_same_seed():
+    images, labels = toy_data(64)
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = models.mlp(hidden=16, classes=3)
+        runs.append(train.train(model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9), data,
+                                epochs=2, batch_size=16, augment=regularization.flip_and_translate,
+                                seed=3, progress=False).step_loss)  # fmt: skip
+    assert runs[0] == runs[1]
+
+
+def test_divergence_stops_the_run():
+    images, labels = toy_data(64)
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    model = models.mlp(hidden=16, classes=3)
+    hist = train.train(model, optim.SGD(model.parameters(), lr=1e6), data, epochs=5, batch_size=16, progress=False)
+    assert hist.diverged and len(hist.epochs) < 5
+    assert all(np.isfinite(hist.step_loss))
+
+
+def test_scheduler_is_stepped():
+    images, labels = toy_data(64)
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    model = models.softmax_regression(classes=3)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    hist = train.train(model, opt, data, epochs=3, batch_size=64, scheduler=sched,
+                       scheduler_interval="epoch", progress=False)  # fmt: skip
+    assert hist.column("lr").tolist() == [0.05, 0.025, 0.0125]
+
+
+def test_augmentations_keep_shape_and_content():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    flipped = regularization.random_flip(x, gen)
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flipped, x))
+    moved = regularization.random_translate(x, pad=2, generator=gen)
+    assert moved.shape == x.shape
+    # a translate by (dy, dx) keeps the interior pixels, shifted
+    shifted_ok = []
+    for m, i in zip(moved, x):
+        shifted_ok.append(any(torch.equal(m[:, 2:6, 2:6], i[:, 2 + dy:6 + dy, 2 + dx:6 + dx])
+                              for dy in range(-2, 3) for dx in range(-2, 3)))  # fmt: skip
+    assert all(shifted_ok)
+    assert torch.equal(regularization.random_translate(x, pad=0), x)
+
+
+@pytest.mark.parametrize("make,params", [(models.airbench_net, 1.9e6), (models.small_cnn, 2e4)])
+def test_models_shapes(make, params):
+    model = make()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert 0.5 * params < models.count_parameters(model) < 1.5 * params
