@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -83,7 +84,14 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def show_progress(progress: bool | None = None) -> bool:
-    """Whether long work shows a progress bar: ``progress`` if given, else on unless ``CI`` is set."""
+    """Whether long work shows a progress bar.
+
+    An explicit ``progress`` wins; by default bars are off when ``CI`` is set, and on when
+    stderr is a terminal or the code runs in a Jupyter kernel.
+    """
     if progress is not None:
         return bool(progress)
-    return os.environ.get("CI", "").strip().lower() in _FALSE
+    if os.environ.get("CI", "").strip().lower() not in _FALSE:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules

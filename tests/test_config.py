@@ -1,0 +1,63 @@
+"""course_lib.config: the one place that reads the environment."""
+
+import io
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import config
+
+
+@pytest.mark.parametrize("value,fast", [("1", True), ("true", True), ("0", False), ("", False), ("no", False)])
+def test_fast_mode_and_pick(monkeypatch, value, fast):
+    monkeypatch.setenv("COURSE_FAST", value)
+    assert config.is_fast() is fast
+    assert config.pick(full=20, fast=2) == (2 if fast else 20)
+
+
+def test_bad_fast_value(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "maybe")
+    with pytest.raises(ValueError, match="COURSE_FAST"):
+        config.is_fast()
+
+
+def test_device(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert config.device() == torch.device("cpu")
+    monkeypatch.delenv("COURSE_DEVICE")
+    assert config.device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("COURSE_DEVICE", "cuda")
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            config.device()
+
+
+def test_data_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "env"))
+    assert config.data_dir() == tmp_path / "env" and (tmp_path / "env").is_dir()
+    assert config.data_dir(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("COURSE_DATA_DIR")
+    assert config.data_dir() == config.repo_root() / "data"
+
+
+def test_seed_everything_repeats():
+    config.seed_everything(7)
+    a = (np.random.rand(), torch.rand(3))
+    gen = config.seed_everything(7)
+    b = (np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
+    assert torch.equal(torch.rand(2, generator=gen), torch.rand(2, generator=torch.Generator().manual_seed(7)))
+
+
+def test_progress_rule(monkeypatch):
+    assert config.show_progress(True) and not config.show_progress(False)
+    monkeypatch.setenv("CI", "true")
+    assert not config.show_progress(None)
+    monkeypatch.setenv("CI", "0")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert not config.show_progress(None)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert config.show_progress(None)
