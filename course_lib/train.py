@@ -11,10 +11,11 @@ cleanly, marking the run diverged, when the loss stops being finite.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -22,9 +23,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from . import config
+from . import config, data
 
-__all__ = ["DeviceData", "EpochRecord", "History", "train", "evaluate"]
+__all__ = ["DeviceData", "EpochRecord", "History", "train", "evaluate", "cifar10_on_device", "compare_optimizers"]
 
 
 @dataclass
@@ -77,6 +78,37 @@ class DeviceData:
         if augment is not None:
             x = augment(x, generator=generator)
         return x, self.labels[index]
+
+
+def cifar10_on_device(
+    *,
+    train_per_class: int | None = None,
+    val_fraction: float = 0.1,
+    test_per_class: int | None = None,
+    with_test: bool = False,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    data_dir=None,
+) -> dict[str, DeviceData]:
+    """CIFAR-10 on the device as ``{"train", "val"[, "test"]}`` :class:`DeviceData`.
+
+    The validation split is carved from the training set (stratified, ``val_fraction``), never
+    from the test set. ``train_per_class`` first takes a class-balanced subset of the training
+    set (fast mode); ``test_per_class`` does the same for the test set. All splits are
+    normalised with the training split's channel statistics.
+    """
+    images, labels = data.load_cifar10("train", data_dir=data_dir)
+    if train_per_class is not None:
+        images, labels = data.class_balanced_subset(images, labels, train_per_class, seed=seed)
+    tx, ty, vx, vy = data.train_val_split(images, labels, val_fraction=val_fraction, seed=seed)
+    out = {"train": DeviceData.from_numpy(tx, ty, device)}
+    out["val"] = DeviceData.from_numpy(vx, vy, device, stats=out["train"].stats)
+    if with_test:
+        images, labels = data.load_cifar10("test", data_dir=data_dir)
+        if test_per_class is not None:
+            images, labels = data.class_balanced_subset(images, labels, test_per_class, seed=seed)
+        out["test"] = DeviceData.from_numpy(images, labels, device, stats=out["train"].stats)
+    return out
 
 
 @dataclass
@@ -209,6 +241,31 @@ def train(
     bar.close()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def compare_optimizers(
+    model_fn: Callable[[], nn.Module],
+    runs: Mapping[str, tuple[type, dict]],
+    train_data: DeviceData,
+    *,
+    seed: int = 0,
+    **train_kwargs,
+) -> dict[str, History]:
+    """Train one fresh model per entry of ``runs`` (label -> (optimizer class, its kwargs)).
+
+    Every model starts from the *same* initial weights (made by ``model_fn`` after seeding with
+    ``seed``) and sees the same batches in the same order; only the optimizer differs.
+    ``train_kwargs`` go to :func:`train` (``epochs``, ``batch_size``, ``val_data``, ...).
+    """
+    torch.manual_seed(seed)
+    initial = copy.deepcopy(model_fn().state_dict())
+    histories = {}
+    for label, (optimizer_cls, optimizer_kwargs) in runs.items():
+        model = model_fn().to(train_data.device)
+        model.load_state_dict(initial)
+        optimizer = optimizer_cls(model.parameters(), **optimizer_kwargs)
+        histories[label] = train(model, optimizer, train_data, seed=seed, desc=label, **train_kwargs)
+    return histories
 
 
 def _autocast(device: torch.device):

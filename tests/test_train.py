@@ -96,3 +96,15 @@ def test_models_shapes(make, params):
     model = make()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert 0.5 * params < models.count_parameters(model) < 1.5 * params
+
+
+def test_compare_optimizers_starts_every_run_from_the_same_weights():
+    images, labels = toy_data(64)
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    runs = {"SGD": (optim.SGD, dict(lr=0.0)), "SGD again": (optim.SGD, dict(lr=0.0)),
+            "Adam": (optim.Adam, dict(lr=1e-2))}  # fmt: skip
+    hists = train.compare_optimizers(lambda: models.mlp(hidden=8, classes=3), runs, data,
+                                     epochs=2, batch_size=16, progress=False)  # fmt: skip
+    assert hists["SGD"].step_loss == hists["SGD again"].step_loss  # lr 0: same weights, same batches
+    assert hists["Adam"].step_loss[0] == hists["SGD"].step_loss[0]  # same start
+    assert hists["Adam"].step_loss[-1] < hists["SGD"].step_loss[-1]
