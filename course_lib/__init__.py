@@ -2,9 +2,16 @@
 
 Modules, one idea each:
 
-- ``config``   environment: fast mode, device, data directory, seeding
-- ``ewma``     exponentially weighted averages, bias correction, weights, effective window
-- ``optim``    from-scratch SGD, Adagrad, RMSprop, Adam, AdamW (drop-in for ``torch.optim``)
+- ``config``          environment: fast mode, device, data directory, seeding, progress bars
+- ``ewma``            exponentially weighted averages, bias correction, weights, effective window
+- ``optim``           from-scratch SGD, Adagrad, RMSprop, Adam, AdamW (drop-in for ``torch.optim``)
+- ``landscapes``      2-D test functions with known minima and saddles; run any optimizer on them
+- ``plots``           contours with trajectories, loss curves, seed bands, animations
+- ``data``            CIFAR-10: official archive (download, verify, parse), image folders, cache
+- ``models``          the networks: softmax regression, MLP, small CNN, airbench-style CNN
+- ``train``           device-resident data, the training loop, optimizer comparisons
+- ``regularization``  on-device augmentations
+- ``exercises``       answer checkers and the student-copy tool
 """
 
 __version__ = "0.1.0"
