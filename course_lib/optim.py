@@ -66,6 +66,7 @@ __all__ = [
     "rmsprop_rule",
     "adam_rule",
     "ema_equivalent_lr",
+    "max_difference",
 ]
 
 State = dict[str, Any]
@@ -547,3 +548,33 @@ def ema_equivalent_lr(lr: float, beta: float) -> float:
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     return lr * (1 - beta)
 
+
+
+def max_difference(
+    optimizer_a: type[torch.optim.Optimizer],
+    optimizer_b: type[torch.optim.Optimizer],
+    steps: int = 100,
+    shapes: tuple[tuple[int, ...], ...] = ((10, 5), (5,)),
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    **kwargs: Any,
+) -> float:
+    """Largest absolute difference between the parameters two optimizer classes reach.
+
+    Both get the same initial parameters (standard normal) and the same ``steps`` pre-generated
+    gradients, and the same ``kwargs``; e.g. ``max_difference(course_lib.optim.Adam,
+    torch.optim.Adam, lr=0.01)`` is 0.0 when the two take bit-identical steps.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    start = [torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes]
+    grads = [[torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes] for _ in range(steps)]
+    finals = []
+    for cls in (optimizer_a, optimizer_b):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = cls(params, **kwargs)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = g.clone()
+            opt.step()
+        finals.append(params)
+    return max((a - b).abs().max().item() for a, b in zip(*finals))

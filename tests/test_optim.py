@@ -384,3 +384,8 @@ def test_works_on_a_real_network():
         opt.step()
         first = first if first is not None else loss.item()
     assert loss.item() < 0.3 * first
+
+
+def test_max_difference_sees_equal_and_different_optimizers():
+    assert co.max_difference(co.Adam, torch.optim.Adam, lr=0.01, amsgrad=True) == 0.0
+    assert co.max_difference(co.Adam, torch.optim.AdamW, lr=0.01, weight_decay=0.1) > 1e-3
