@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from course_lib import data
+from course_lib import config, data
 from course_lib.data import (
     CLASSES,
     DataError,
@@ -514,15 +514,16 @@ def test_train_val_split():
 
 
 # ---------------------------------------------------------------------------------------------
-# the real shared copy, when the environment points at it
+# the real shared copy, when the project's data directory (COURSE_DATA_DIR or data/) holds it
 # ---------------------------------------------------------------------------------------------
 
-_SHARED = os.environ.get("COURSE_DATA_DIR", "")
+_SHARED = str(config.data_dir())  # read at import, before the fixture above isolates each test
 
 
 @pytest.mark.skipif(
-    not (_SHARED and (Path(_SHARED) / "cifar10-jpeg.tar.gz").is_file()),
-    reason="COURSE_DATA_DIR does not hold cifar10-jpeg.tar.gz (the shared JPEG copy of CIFAR-10)",
+    not (Path(_SHARED) / "cifar10-jpeg.tar.gz").is_file(),
+    reason="the data directory (COURSE_DATA_DIR or data/) does not hold cifar10-jpeg.tar.gz, "
+    "the JPEG copy of CIFAR-10",
 )
 def test_shared_jpeg_copy_test_split(tmp_path, monkeypatch):
     _no_network(monkeypatch)
