@@ -182,7 +182,10 @@ def train(
 
     Each epoch visits the training set once in a fresh random order (``seed`` fixes it);
     ``batch_size=len(train_data)`` gives full-batch gradient descent. ``loss_fn(logits, y)``
-    defaults to cross-entropy; ``penalty(model)`` is added to the loss (e.g. an L2 or L1 term).
+    defaults to cross-entropy; a loss that also needs the (augmented) inputs, such as a
+    distillation loss asking a teacher about the same batch, sets the attribute
+    ``uses_inputs = True`` and is called as ``loss_fn(logits, y, x)``. ``penalty(model)`` is
+    added to the loss (e.g. an L2 or L1 term).
     ``scheduler.step()`` is called after every optimizer step (``scheduler_interval="step"``)
     or every epoch (``"epoch"``). On CUDA the forward pass runs under bf16 autocast in
     channels-last layout. A non-finite loss ends the run with ``history.diverged = True``.
@@ -210,7 +213,7 @@ def train(
             x, y = train_data.batch(index, augment=augment, generator=generator)
             with _autocast(device):
                 logits = model(_memory_format(x))
-            loss = loss_fn(logits.float(), y)
+            loss = loss_fn(logits.float(), y, x) if getattr(loss_fn, "uses_inputs", False) else loss_fn(logits.float(), y)
             if penalty is not None:
                 loss = loss + penalty(model)
             optimizer.zero_grad(set_to_none=True)

@@ -108,3 +108,21 @@ def test_compare_optimizers_starts_every_run_from_the_same_weights():
     assert hists["SGD"].step_loss == hists["SGD again"].step_loss  # lr 0: same weights, same batches
     assert hists["Adam"].step_loss[0] == hists["SGD"].step_loss[0]  # same start
     assert hists["Adam"].step_loss[-1] < hists["SGD"].step_loss[-1]
+
+
+def test_a_loss_that_uses_inputs_gets_the_augmented_batch():
+    images, labels = toy_data(32)
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    seen = []
+
+    class InputLoss:
+        uses_inputs = True
+
+        def __call__(self, logits, y, x):
+            seen.append(x.shape)
+            return torch.nn.functional.cross_entropy(logits, y)
+
+    model = models.mlp(hidden=8, classes=3)
+    train.train(model, optim.SGD(model.parameters(), lr=0.1), data, epochs=1, batch_size=16,
+                loss_fn=InputLoss(), progress=False)  # fmt: skip
+    assert seen == [(16, 3, 32, 32)] * 2
