@@ -456,3 +456,29 @@ def plot_histories(
     ax.set_ylabel(metric.replace("_", " "))
     _legend(ax)
     return ax
+
+
+@_styled
+def plot_lr_sensitivity(
+    results: Mapping[str, tuple[Any, Any]],
+    ax: Axes | None = None,
+    ylabel: str = "final validation accuracy",
+    chosen: Mapping[str, float] | None = None,
+) -> Axes:
+    """Score against learning rate (log axis), one line per optimizer (label -> (lrs, scores)).
+
+    Diverged runs should be given as NaN: they leave a gap. ``chosen`` (label -> lr) rings the
+    selected learning rate of each optimizer.
+    """
+    ax = _axes(ax)
+    for i, (label, (lrs, scores)) in enumerate(results.items()):
+        lrs, scores = np.asarray(lrs, dtype=float), np.asarray(scores, dtype=float)
+        ax.plot(lrs, scores, marker="o", color=_color(i), label=label)
+        if chosen and label in chosen:
+            best = np.flatnonzero(lrs == chosen[label])
+            ax.scatter(lrs[best], scores[best], s=160, facecolors="none", edgecolors=_color(i), linewidths=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    _legend(ax)
+    return ax

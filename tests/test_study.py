@@ -1,0 +1,135 @@
+"""The study runner: protocol, resumability, sharding, summary (tiny synthetic data, CPU)."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from course_lib import study, train
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 80, (n, 32, 32, 3)).astype(np.uint8)
+        for i, c in enumerate(labels):  # class = which tenth of the image is bright
+            images[i, 3 * c : 3 * c + 3] += 150
+        return images, labels
+
+    train_data = train.DeviceData.from_numpy(*split(80), device="cpu")
+    return {
+        "train": train_data,
+        "val": train.DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
+        "test": train.DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
+    }
+
+
+@pytest.fixture
+def cfg():
+    return study.StudyConfig(mode="test", model="small_cnn", model_kwargs={"widths": (4, 4, 4)}, epochs=2,
+                             batch_size=40, final_seeds=2, target_accuracy=0.2, augment=False,
+                             optimizers=("SGD", "Adam"),
+                             lr_grids={"SGD": (0.01, 0.3), "Adam": (1e-4, 1e-2)})  # fmt: skip
+
+
+def keys(store):
+    return sorted(r["key"] for r in store.load())
+
+
+def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
+    store = study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
+    records = store.load()
+    assert [r["phase"] for r in records].count("search") == 4
+    assert [r["phase"] for r in records].count("final") == 2  # seeds 1 of each; seed 0 is the search run
+    chosen = study.chosen_learning_rates(cfg, records)
+    for name in cfg.optimizers:
+        search = {r["lr"]: r["final_val_acc"] for r in records if r["optimizer"] == name and r["phase"] == "search"}
+        assert search[chosen[name]] == max(search.values())  # picked on validation accuracy
+    rows = study.summarize(cfg, records)
+    assert [r["optimizer"] for r in rows] == ["SGD", "Adam"] and all(r["seeds"] == 2 for r in rows)
+    assert "± " in study.summary_markdown(rows, cfg.target_accuracy)
+
+    # a second run does nothing: every run is already in the results file
+    monkeypatch.setattr(study, "train_one", lambda *a, **k: pytest.fail("re-ran a finished run"))
+    study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
+    assert len(store.load()) == 6
+
+
+def test_same_initial_weights_within_a_seed(tmp_path, cfg, tiny_data):
+    store = study.run_study(cfg, tmp_path, phase="search", data=tiny_data, progress=False, log=lambda *_: None)
+    first_losses = {r["key"]: r["history"]["step_loss"][0] for r in store.load()}
+    assert len(set(np.round(list(first_losses.values()), 6))) == 1  # same weights, same first batch
+
+
+def test_interruption_keeps_finished_runs(tmp_path, cfg, tiny_data, monkeypatch):
+    real = study.train_one
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study, "train_one", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
+    store = study.ResultStore(tmp_path / "results.jsonl")
+    assert len(store.load()) == 2
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
+    monkeypatch.setattr(study, "train_one", real)
+    study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
+    assert len(store.load()) == 6
+
+
+def test_shards_and_merge_cover_the_grid(tmp_path, cfg, tiny_data):
+    for i in (1, 2):
+        study.run_study(cfg, tmp_path, phase="search", shard_spec=(i, 2), data=tiny_data, progress=False,
+                        log=lambda *_: None)  # fmt: skip
+    parts = [study.ResultStore(tmp_path / f"results-{i}-of-2.jsonl") for i in (1, 2)]
+    assert not set(keys(parts[0])) & set(keys(parts[1]))
+    merged = study.merge(tmp_path)
+    assert keys(merged) == sorted(s.key for s in study.search_runs(cfg))
+    for i in (1, 2):  # the final phase reads the merged search results
+        study.run_study(cfg, tmp_path, phase="final", shard_spec=(i, 2), data=tiny_data, progress=False,
+                        log=lambda *_: None)  # fmt: skip
+    assert len(study.merge(tmp_path).load()) == 6
+
+
+def test_final_phase_needs_a_complete_search(tmp_path, cfg, tiny_data):
+    with pytest.raises(RuntimeError, match="search .* incomplete"):
+        study.run_study(cfg, tmp_path, phase="final", data=tiny_data, progress=False, log=lambda *_: None)
+
+
+def test_results_of_another_configuration_are_not_reused(tmp_path, cfg, tiny_data):
+    study.run_study(cfg, tmp_path, phase="search", data=tiny_data, progress=False, log=lambda *_: None)
+    other = dataclasses.replace(cfg, epochs=1)
+    assert other.fingerprint() != cfg.fingerprint()
+    assert study.ResultStore(tmp_path / "results.jsonl").done(other.fingerprint()) == set()
+
+
+def test_figures_and_cli_errors(tmp_path, cfg, tiny_data, capsys):
+    records = study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None).load()
+    for path in study.save_figures(cfg, records, tmp_path):
+        assert path.stat().st_size > 1000
+    assert study.curves(cfg, records)["Adam"].shape == (2, cfg.epochs)
+    with pytest.raises(SystemExit):
+        study.main(["run", "--out", str(tmp_path), "--shard", "3/2"])
+    assert "1 <= i <= n" in capsys.readouterr().err
+    assert study.main(["summary", "--out", str(tmp_path / "empty"), "--mode", "fast"]) == 1
+    assert "no results" in capsys.readouterr().err
+
+
+def test_corrupt_results_file_is_reported(tmp_path):
+    (tmp_path / "results.jsonl").write_text('{"key": 1}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2"):
+        study.ResultStore(tmp_path / "results.jsonl").load()
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="unknown optimizers"):
+        study.StudyConfig(mode="x", model="small_cnn", optimizers=("Lion",))
