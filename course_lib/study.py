@@ -74,6 +74,7 @@ __all__ = [
     "lr_sensitivity",
     "save_figures",
     "merge",
+    "run_extra",
     "provenance",
     "main",
 ]
@@ -140,7 +141,7 @@ class StudyConfig:
 def fast_config() -> StudyConfig:
     """CPU: a class-balanced subset, the small CNN, a few epochs, three learning rates each."""
     grids = {name: grid[1:] for name, grid in LR_GRIDS.items()}  # drop the smallest rate
-    return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (16, 32, 64)}, epochs=4,
+    return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=4,
                        batch_size=64, train_per_class=100, test_per_class=100, final_seeds=3,
                        target_accuracy=0.3, lr_grids=grids)  # fmt: skip
 
@@ -238,9 +239,13 @@ def _history_record(history: train.History) -> dict:
     }
 
 
-def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, train.DeviceData], progress: bool | None = None) -> dict:
-    """Train one run of the study and return its record (history, test accuracy, provenance)."""
-    optimizer_cls, fixed = OPTIMIZERS[spec.optimizer]
+def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, train.DeviceData], progress: bool | None = None,
+              optimizer: tuple[type[torch.optim.Optimizer], dict] | None = None) -> dict:  # fmt: skip
+    """Train one run of the study and return its record (history, test accuracy, provenance).
+
+    ``optimizer`` = (class, fixed kwargs) overrides the study's entry for ``spec.optimizer``.
+    """
+    optimizer_cls, fixed = optimizer if optimizer is not None else OPTIMIZERS[spec.optimizer]
     torch.manual_seed(spec.seed)  # the same initial weights for every optimizer within a seed
     model = cfg.make_model().to(data["train"].device)
     opt = optimizer_cls(model.parameters(), lr=spec.lr, **fixed)
@@ -323,6 +328,25 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", s
                 f"test acc {record['test_acc']:.3f}, {record['history']['seconds']:.1f} s"
                 + (" (diverged)" if record["history"]["diverged"] else ""))  # fmt: skip
     return store
+
+
+def run_extra(cfg: StudyConfig, out: str | os.PathLike, data: dict[str, train.DeviceData], label: str,
+              optimizer: tuple[type[torch.optim.Optimizer], dict], lr: float, *, seed: int = 0,
+              batch_size: int | None = None, progress: bool | None = None) -> dict:  # fmt: skip
+    """One run outside the grid (a momentum or batch-size variant), stored in ``<out>/extra.jsonl``.
+
+    Same protocol as the study's runs (initial weights from ``seed``, same schedule and budget);
+    a run already in the file is returned without training again.
+    """
+    run_cfg = cfg if batch_size is None else dataclasses.replace(cfg, batch_size=batch_size)
+    spec = RunSpec("extra", label, lr, seed)
+    store = ResultStore(Path(out) / "extra.jsonl")
+    for record in store.load():
+        if record["key"] == spec.key and record["fingerprint"] == run_cfg.fingerprint():
+            return record
+    record = train_one(run_cfg, spec, data, progress=progress, optimizer=optimizer)
+    store.append(record)
+    return record
 
 
 def merge(out: str | os.PathLike) -> ResultStore:
