@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test test-full student-copies clean-venv
+.PHONY: setup lab test test-full site student-copies clean-venv
 
 setup: $(STAMP)
 
@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[lab,test]'
 	touch $(STAMP)
 
-## open the course in JupyterLab (the main job)
+## open the course in JupyterLab (the main job); LAB_ARGS passes options, e.g. LAB_ARGS=--port=9999
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 ## unit tests + every notebook under nbval, in fast mode
 test: setup
@@ -26,6 +26,11 @@ test: setup
 ## every notebook under nbval in full mode (slower; what a student runs)
 test-full: setup
 	COURSE_FAST=0 $(BIN)/python -m pytest notebooks
+
+## execute every notebook and write a static HTML course into site/ (MODE=full for full mode)
+MODE ?= fast
+site: setup
+	$(BIN)/python -m course_lib.site --mode $(MODE) --out site
 
 ## write student copies (solution cells emptied) into student/
 student-copies: setup
