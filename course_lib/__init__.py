@@ -10,7 +10,7 @@ Modules, one idea each:
 - ``data``            CIFAR-10: official archive (download, verify, parse), image folders, cache
 - ``models``          the networks: softmax regression, MLP, small CNN, airbench-style CNN
 - ``train``           device-resident data, the training loop, optimizer comparisons
-- ``regularization``  on-device augmentations
+- ``regularization``  penalties (L1, L2), dropout from scratch, on-device augmentations, gap experiments
 - ``exercises``       answer checkers and the student-copy tool
 """
 

@@ -1,15 +1,67 @@
-"""Regularization: data augmentations that run on the device (batches N x C x H x W).
+r"""Regularization: penalties, dropout from scratch, on-device augmentations, gap experiments.
 
+Penalties (a function of a model, to add to the loss; ``train.train(..., penalty=...)``)
+------------------------------------------------------------------------------------------
+The course's convention, with :math:`\lambda` the ``weight_decay`` of the optimizers:
+
+.. math::
+    R_{L2}(\theta) = \frac{\lambda}{2}\sum_i \theta_i^2, \quad \nabla R_{L2} = \lambda\theta;
+    \qquad
+    R_{L1}(\theta) = \lambda\sum_i |\theta_i|, \quad \partial R_{L1} \ni \lambda\,\mathrm{sign}(\theta).
+
+The gradient :math:`\lambda\theta` of :func:`l2_penalty` is exactly what
+``optim.SGD(weight_decay=λ)`` adds to :math:`g` (and what ``Adam(weight_decay=λ)`` adds, the
+"coupled" L2), so adding ``l2_penalty(model, λ)`` to the loss takes the same steps as the
+optimizer's ``weight_decay=λ`` (:func:`l2_vs_weight_decay` measures it). ``AdamW`` is different:
+it shrinks :math:`\theta \leftarrow \theta - \eta\lambda\theta` outside the adaptive scaling.
+A penalty written *without* the 1/2, :math:`\lambda\sum\theta^2` (Keras' ``l2(λ)``), has
+gradient :math:`2\lambda\theta`: it equals ``weight_decay=2λ``.
+
+By default biases and normalisation parameters (every parameter with fewer than 2 dimensions)
+are left out, the common practice; ``include_bias_and_norm=True`` penalises every parameter,
+as the optimizers' ``weight_decay`` does unless given :func:`parameter_groups`.
+
+Dropout
+-------
+Inverted dropout (Srivastava et al. 2014, in the form every framework uses): during training
+each unit is kept with probability :math:`q = 1 - p` and scaled by :math:`1/q`, so its expected
+value is unchanged and evaluation needs no rescaling. ``p`` is the DROP probability, as in
+``torch.nn.Dropout``; older texts and courses write the KEEP probability (``keep_prob``)
+:math:`q = 1 - p`. Both spellings are accepted here (``keep_prob=`` or :func:`keep_prob_to_p`).
+
+Augmentations (batches N x C x H x W)
+-------------------------------------
 Random numbers are drawn on the CPU from an explicit ``torch.Generator`` (a handful per image)
 and moved to the batch's device, so an augmented run repeats exactly on any device.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
-__all__ = ["random_flip", "random_translate", "flip_and_translate"]
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from . import train
+
+__all__ = [
+    # augmentations
+    "random_flip", "random_translate", "flip_and_translate", "rotate", "random_rotate",
+    "flip_translate_rotate",
+    # penalties
+    "penalised_parameters", "parameter_groups", "squared_norm", "abs_norm", "l2_penalty",
+    "l1_penalty", "penalty", "l2_vs_weight_decay", "fraction_near_zero",
+    # dropout
+    "keep_prob_to_p", "p_to_keep_prob", "apply_dropout_mask", "dropout", "Dropout", "dropout_mlp",
+    # experiments
+    "Setting", "RunResult", "compare_regularizers", "accuracy_difference", "gap_table", "plot_gaps",
+    "plot_weight_histograms", "show_augmentations",
+]  # fmt: skip
 
 
 def _uniform(n: int, generator: torch.Generator | None) -> Tensor:
@@ -44,3 +96,458 @@ def random_translate(x: Tensor, pad: int = 2, generator: torch.Generator | None 
 def flip_and_translate(x: Tensor, generator: torch.Generator | None = None, pad: int = 2) -> Tensor:
     """The standard CIFAR-10 augmentation: random horizontal flip, then random translate."""
     return random_translate(random_flip(x, generator), pad=pad, generator=generator)
+
+
+def rotate(x: Tensor, degrees: float | Tensor) -> Tensor:
+    """Rotate each image counter-clockwise (as displayed, rows downwards) by ``degrees``.
+
+    ``degrees`` is one number or one per image (shape N). The output pixel at centred
+    coordinates :math:`p` (x to the right, y downwards, both in [-1, 1]) takes the input at
+    :math:`R p` with :math:`R = \\begin{pmatrix}\\cos a & -\\sin a\\\\ \\sin a & \\cos a\\end{pmatrix}`
+    (bilinear interpolation, ``affine_grid`` + ``grid_sample``, reflected at the border).
+    For square images, 90 degrees equals ``torch.rot90(x, 1, dims=(-2, -1))``. (The coordinates
+    are normalised per axis, so a non-square image would also be sheared; CIFAR's are square.)
+    """
+    n = x.shape[0]
+    angle = torch.as_tensor(degrees, dtype=torch.float64).to(x.device).expand(n) * (math.pi / 180)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(angle)
+    theta = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def random_rotate(x: Tensor, max_degrees: float = 10.0, generator: torch.Generator | None = None) -> Tensor:
+    """Rotate each image by an angle drawn uniformly from [-max_degrees, max_degrees] (see :func:`rotate`)."""
+    if max_degrees < 0:
+        raise ValueError(f"max_degrees must be non-negative, got {max_degrees}")
+    if max_degrees == 0:
+        return x
+    degrees = (2 * _uniform(x.shape[0], generator) - 1) * max_degrees
+    return rotate(x, degrees)
+
+
+def flip_translate_rotate(x: Tensor, generator: torch.Generator | None = None, pad: int = 2,
+                          max_degrees: float = 10.0) -> Tensor:  # fmt: skip
+    """:func:`flip_and_translate`, then :func:`random_rotate` by up to ``max_degrees``."""
+    return random_rotate(flip_and_translate(x, generator, pad=pad), max_degrees, generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Penalties
+# --------------------------------------------------------------------------------------------
+
+
+def penalised_parameters(model: nn.Module | Iterable[Tensor], include_bias_and_norm: bool = False) -> list[Tensor]:
+    """The parameters a penalty acts on: all trainable ones with >= 2 dimensions (weight
+    matrices and convolution kernels), plus the 1-D ones (biases, norm scales and shifts) when
+    ``include_bias_and_norm``. ``model`` may also be an iterable of tensors (all of them count)."""
+    if isinstance(model, nn.Module):
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = list(model)
+    return [p for p in params if include_bias_and_norm or p.ndim >= 2]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, include_bias_and_norm: bool = False) -> list[dict]:
+    """Optimizer parameter groups applying ``weight_decay`` only where :func:`l2_penalty` would:
+    ``AdamW(parameter_groups(model, 0.05), lr=1e-3)``. The other parameters get weight decay 0."""
+    decayed = penalised_parameters(model, include_bias_and_norm)
+    ids = {id(p) for p in decayed}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": decayed, "weight_decay": weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return groups
+
+
+def squared_norm(model: nn.Module | Iterable[Tensor], include_bias_and_norm: bool = False) -> Tensor:
+    """:math:`\\sum_i \\theta_i^2` over :func:`penalised_parameters` (differentiable)."""
+    params = penalised_parameters(model, include_bias_and_norm)
+    if not params:
+        return torch.zeros(())
+    return sum(p.pow(2).sum() for p in params)
+
+
+def abs_norm(model: nn.Module | Iterable[Tensor], include_bias_and_norm: bool = False) -> Tensor:
+    """:math:`\\sum_i |\\theta_i|` over :func:`penalised_parameters` (differentiable a.e.)."""
+    params = penalised_parameters(model, include_bias_and_norm)
+    if not params:
+        return torch.zeros(())
+    return sum(p.abs().sum() for p in params)
+
+
+def l2_penalty(model: nn.Module | Iterable[Tensor], weight_decay: float, include_bias_and_norm: bool = False) -> Tensor:
+    """:math:`\\frac{\\lambda}{2}\\sum_i\\theta_i^2` with :math:`\\lambda` = ``weight_decay``.
+
+    Its gradient is :math:`\\lambda\\theta`: the same as ``SGD(weight_decay=λ)`` adds to the
+    gradient (see the module docstring for the conventions).
+    """
+    _check_strength(weight_decay)
+    return 0.5 * weight_decay * squared_norm(model, include_bias_and_norm)
+
+
+def l1_penalty(model: nn.Module | Iterable[Tensor], strength: float, include_bias_and_norm: bool = False) -> Tensor:
+    """:math:`\\lambda\\sum_i|\\theta_i|` with :math:`\\lambda` = ``strength``; its (sub)gradient
+    is :math:`\\lambda\\,\\mathrm{sign}(\\theta)` (autograd takes 0 at exactly 0). No optimizer
+    flag adds this; it goes into the loss."""
+    _check_strength(strength)
+    return strength * abs_norm(model, include_bias_and_norm)
+
+
+def _check_strength(value: float) -> None:
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"a penalty strength must be non-negative, got {value}")
+
+
+class _Penalty:
+    """A penalty bound to its strength: ``penalty(model)`` for ``train.train(penalty=...)``."""
+
+    def __init__(self, kind: str, strength: float, include_bias_and_norm: bool):
+        if kind not in ("l1", "l2"):
+            raise ValueError(f"kind must be 'l1' or 'l2', got {kind!r}")
+        _check_strength(strength)
+        self.kind, self.strength, self.include_bias_and_norm = kind, strength, include_bias_and_norm
+
+    def __call__(self, model: nn.Module) -> Tensor:
+        fn = l2_penalty if self.kind == "l2" else l1_penalty
+        return fn(model, self.strength, self.include_bias_and_norm)
+
+    def __repr__(self) -> str:
+        return f"penalty({self.kind!r}, {self.strength:g}, include_bias_and_norm={self.include_bias_and_norm})"
+
+
+def penalty(kind: str, strength: float, include_bias_and_norm: bool = False) -> Callable[[nn.Module], Tensor]:
+    """``penalty("l2", 1e-4)``: a callable ``model -> tensor`` computing :func:`l2_penalty`
+    (or :func:`l1_penalty` for ``"l1"``) with that strength, for ``train.train(penalty=...)``."""
+    return _Penalty(kind, strength, include_bias_and_norm)
+
+
+def l2_vs_weight_decay(optimizer_cls: type, steps: int = 20, seed: int = 0, *, without_half: bool = False,
+                       **optimizer_kwargs) -> float:  # fmt: skip
+    """Largest parameter difference between two runs of ``optimizer_cls`` on the same small
+    least-squares problem (float64): one with ``weight_decay=λ`` given to the optimizer, one with
+    :func:`l2_penalty` (:math:`\\frac{\\lambda}{2}\\|\\theta\\|^2`, all parameters) added to the
+    loss and ``weight_decay=0``. About 1e-16 where the two are the same method (SGD, Adam's
+    coupled L2); far from 0 for AdamW. ``without_half=True`` adds :math:`\\lambda\\|\\theta\\|^2`
+    instead (the convention without the 1/2), which is ``weight_decay=2λ``, not λ.
+    """
+    lam = optimizer_kwargs.pop("weight_decay")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(32, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(32, 3, generator=gen, dtype=torch.float64)
+    start = [torch.randn(5, 3, generator=gen, dtype=torch.float64), torch.randn(3, generator=gen, dtype=torch.float64)]
+    finals = []
+    for in_optimizer in (True, False):
+        params = [nn.Parameter(p.clone()) for p in start]
+        opt = optimizer_cls(params, weight_decay=lam if in_optimizer else 0.0, **optimizer_kwargs)
+        for _ in range(steps):
+            loss = ((x @ params[0] + params[1] - y) ** 2).mean()
+            if not in_optimizer:
+                reg = l2_penalty(params, lam, include_bias_and_norm=True)
+                loss = loss + (2 * reg if without_half else reg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        finals.append(params)
+    return max((a - b).abs().max().item() for a, b in zip(*finals))
+
+
+@torch.no_grad()
+def fraction_near_zero(model: nn.Module | Iterable[Tensor], threshold: float,
+                       include_bias_and_norm: bool = False) -> float:  # fmt: skip
+    """Fraction of the :func:`penalised_parameters` with :math:`|\\theta_i| \\le` ``threshold``
+    (``threshold=0`` counts exact zeros)."""
+    params = penalised_parameters(model, include_bias_and_norm)
+    total = sum(p.numel() for p in params)
+    if total == 0:
+        raise ValueError("the model has no parameters to count")
+    return sum((p.abs() <= threshold).sum().item() for p in params) / total
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout, from scratch
+# --------------------------------------------------------------------------------------------
+
+
+def keep_prob_to_p(keep_prob: float) -> float:
+    """The drop probability ``p = 1 - keep_prob`` (torch's ``p``) from an older text's keep probability."""
+    if not 0 < keep_prob <= 1:
+        raise ValueError(f"keep_prob must be in (0, 1] (it is the probability of KEEPING a unit), got {keep_prob}")
+    return 1.0 - keep_prob
+
+
+def p_to_keep_prob(p: float) -> float:
+    """The keep probability ``1 - p`` from torch's drop probability ``p``."""
+    _check_p(p)
+    return 1.0 - p
+
+
+def _check_p(p: float) -> None:
+    if not 0 <= p < 1:
+        hint = " (p is the DROP probability; for a keep probability q pass keep_prob=q, i.e. p = 1 - q)"
+        raise ValueError(f"dropout p must be in [0, 1), got {p}{hint}")
+
+
+def _resolve_p(p: float | None, keep_prob: float | None) -> float:
+    if keep_prob is not None:
+        if p is not None:
+            raise ValueError("give either p (drop probability) or keep_prob, not both")
+        p = keep_prob_to_p(keep_prob)
+    if p is None:
+        p = 0.5
+    _check_p(p)
+    return float(p)
+
+
+def apply_dropout_mask(x: Tensor, keep_mask: Tensor, p: float) -> Tensor:
+    """Inverted dropout with a given mask: :math:`x \\odot m / (1 - p)`, ``keep_mask`` 1 where a
+    unit is kept (probability :math:`1-p`) and 0 where it is dropped."""
+    _check_p(p)
+    return x * keep_mask / (1 - p)
+
+
+def dropout(x: Tensor, p: float | None = None, training: bool = True, generator: torch.Generator | None = None,
+            *, keep_prob: float | None = None) -> Tensor:  # fmt: skip
+    """Inverted dropout: zero each entry with probability ``p``, scale the rest by :math:`1/(1-p)`.
+
+    ``p`` is the drop probability (default 0.5), as in ``torch.nn.functional.dropout``; or give
+    ``keep_prob`` :math:`= 1 - p` instead. Identity when ``training`` is False or ``p == 0``.
+    The mask is drawn on ``generator``'s device when one is given (then moved to ``x``'s), else
+    from the global generator on ``x``'s device. :math:`E[\\text{out}] = x`,
+    :math:`\\mathrm{Var}[\\text{out}] = x^2 p/(1-p)`.
+    """
+    p = _resolve_p(p, keep_prob)
+    if not training or p == 0:
+        return x
+    where = generator.device if generator is not None else x.device
+    keep_mask = (torch.rand(x.shape, generator=generator, device=where) >= p).to(x.device, x.dtype)
+    return apply_dropout_mask(x, keep_mask, p)
+
+
+class Dropout(nn.Module):
+    """:func:`dropout` as a module: active in ``train()`` mode, the identity in ``eval()`` mode.
+
+    ``Dropout(0.2)`` drops 20% of the units (torch's meaning of ``p``);
+    ``Dropout(keep_prob=0.8)`` is the same layer written with the keep probability.
+    """
+
+    def __init__(self, p: float | None = None, *, keep_prob: float | None = None,
+                 generator: torch.Generator | None = None) -> None:  # fmt: skip
+        super().__init__()
+        self.p = _resolve_p(p, keep_prob)
+        self.generator = generator
+
+    @property
+    def keep_prob(self) -> float:
+        return 1.0 - self.p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training, self.generator)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}, keep_prob={self.keep_prob:g}"
+
+
+def dropout_mlp(hidden: int = 256, layers: int = 2, p: float = 0.0, downsample: int = 2,
+                in_shape: tuple[int, int, int] = (3, 32, 32), classes: int = 10) -> nn.Module:  # fmt: skip
+    """An MLP for the regularization experiments: average-pool by ``downsample`` (a cheap
+    input: 3 x 16 x 16 by default), then ``layers`` x (linear, ReLU, :class:`Dropout` ``p``),
+    then a linear head. A :class:`Dropout` layer is present even when ``p = 0`` (the identity),
+    so models with different ``p`` have the same ``state_dict`` keys and can share weights."""
+    c, h, w = in_shape
+    mods: list[nn.Module] = [nn.AvgPool2d(downsample) if downsample > 1 else nn.Identity(), nn.Flatten()]
+    width = c * (h // downsample) * (w // downsample)
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.ReLU(), Dropout(p)]
+        width = hidden
+    mods.append(nn.Linear(width, classes))
+    return nn.Sequential(*mods)
+
+
+# --------------------------------------------------------------------------------------------
+# Experiments: the train/validation gap under several regularizers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setting:
+    """One regularization setting for :func:`compare_regularizers`.
+
+    ``optimizer`` is a class (``optim.SGD``, ``optim.AdamW``, ...) built with
+    ``optimizer_kwargs``; a ``weight_decay`` among them is applied through
+    :func:`parameter_groups` (weights only, unless ``decay_bias_and_norm``). ``model_kwargs``
+    go to the model function (e.g. ``{"p": 0.5}`` for dropout); ``penalty`` and ``augment`` go
+    to ``train.train``.
+    """
+
+    optimizer: type
+    optimizer_kwargs: dict
+    model_kwargs: dict = field(default_factory=dict)
+    penalty: Callable[[nn.Module], Tensor] | None = None
+    augment: Callable[..., Tensor] | None = None
+    decay_bias_and_norm: bool = False
+
+
+@dataclass
+class RunResult:
+    """What :func:`compare_regularizers` keeps of one run. Accuracies are measured at the end,
+    in eval mode (no dropout) and without augmentation, on the whole train and val sets."""
+
+    history: train.History
+    model: nn.Module
+    train_acc: float
+    val_acc: float
+
+    @property
+    def gap(self) -> float:
+        """Train accuracy minus validation accuracy (the over-fitting gap)."""
+        return self.train_acc - self.val_acc
+
+
+def compare_regularizers(model_fn: Callable[..., nn.Module], settings: Mapping[str, Setting], train_data,
+                         val_data, *, epochs: int, batch_size: int, seed: int = 0,
+                         progress: bool | None = None) -> dict[str, RunResult]:  # fmt: skip
+    """Train one model per setting (label -> :class:`Setting`) and measure its final gap.
+
+    Every model starts from the same initial weights: ``model_fn()`` is built once after
+    ``torch.manual_seed(seed)`` and its ``state_dict`` loaded into ``model_fn(**model_kwargs)``
+    (so the settings' architectures must have the same parameters, e.g. :func:`dropout_mlp`
+    with different ``p``). Every run sees the same batch order (``seed``) and restarts the
+    global generator (dropout masks) from ``seed``.
+    """
+    torch.manual_seed(seed)
+    initial = copy.deepcopy(model_fn().state_dict())
+    results = {}
+    for label, s in settings.items():
+        model = model_fn(**s.model_kwargs)
+        model.load_state_dict(initial)
+        model.to(train_data.device)
+        kwargs = dict(s.optimizer_kwargs)
+        groups = parameter_groups(model, kwargs.pop("weight_decay", 0.0), s.decay_bias_and_norm)
+        optimizer = s.optimizer(groups, **kwargs)
+        torch.manual_seed(seed)
+        history = train.train(model, optimizer, train_data, epochs=epochs, batch_size=batch_size,
+                              val_data=val_data, augment=s.augment, penalty=s.penalty, seed=seed,
+                              progress=progress, desc=label)  # fmt: skip
+        _, train_acc = train.evaluate(model, train_data)
+        _, val_acc = train.evaluate(model, val_data)
+        results[label] = RunResult(history, model, train_acc, val_acc)
+    return results
+
+
+@torch.no_grad()
+def accuracy_difference(model_a: nn.Module, model_b: nn.Module, data: train.DeviceData,
+                        batch_size: int = 1000) -> tuple[float, float]:  # fmt: skip
+    r"""Accuracy of ``model_a`` minus that of ``model_b`` on ``data``, and its standard error.
+
+    Paired over the same images: with :math:`d_i = [a \text{ right on } i] - [b \text{ right on } i]`
+    (each -1, 0 or 1), the difference is :math:`\bar d` and its standard error
+    :math:`s_d/\sqrt{n}`. It measures how much the difference could change with another
+    draw of ``n`` validation images; it does not include run-to-run training noise (the seed).
+    """
+    correct = []
+    for model in (model_a, model_b):
+        was_training = model.training
+        model.eval()
+        hits = []
+        for start in range(0, len(data), batch_size):
+            x, y = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=data.device))
+            hits.append((model(x).argmax(1) == y).double().cpu())
+        model.train(was_training)
+        correct.append(torch.cat(hits))
+    d = correct[0] - correct[1]
+    n = len(d)
+    se = d.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    return d.mean().item(), se
+
+
+def gap_table(results: Mapping[str, RunResult]) -> str:
+    """The results as a text table: train and val accuracy (%) and the gap (percentage points), one row per run."""
+    width = max(len("setting"), *(len(k) for k in results))
+    lines = [f"{'setting':<{width}}  train acc  val acc    gap", "-" * (width + 29)]
+    for label, r in results.items():
+        lines.append(f"{label:<{width}}  {100 * r.train_acc:8.1f}%  {100 * r.val_acc:6.1f}%  {100 * r.gap:5.1f}")
+    return "\n".join(lines)
+
+
+def plot_gaps(results: Mapping[str, RunResult], ax=None):
+    """Horizontal bars per run: train accuracy and validation accuracy side by side (in %),
+    the gap written at the end of each pair. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from .plots import COLORS
+
+    labels = list(results)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.0, 0.45 * len(labels) + 1.5))
+    y = np.arange(len(labels))
+    train_acc = np.array([100 * results[k].train_acc for k in labels])
+    val_acc = np.array([100 * results[k].val_acc for k in labels])
+    ax.barh(y - 0.2, train_acc, height=0.4, color=COLORS[0], label="train")
+    ax.barh(y + 0.2, val_acc, height=0.4, color=COLORS[1], label="validation")
+    for yi, t, v in zip(y, train_acc, val_acc):
+        ax.text(max(t, v) + 1, yi, f"gap {t - v:.0f}", va="center", fontsize=11)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 115)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("accuracy (%)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    return ax
+
+
+@torch.no_grad()
+def plot_weight_histograms(models: Mapping[str, nn.Module], ax=None, bins: int = 121,
+                           limit: float | None = None, log: bool = True):  # fmt: skip
+    """Overlaid histograms of the :func:`penalised_parameters` (weights) of each model, over
+    [-limit, limit] (default: the largest |weight|; weights outside are not counted), log count
+    axis by default. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from .plots import COLORS
+
+    if ax is None:
+        _, ax = plt.subplots()
+    values = {k: torch.cat([p.detach().flatten().cpu() for p in penalised_parameters(m)]).numpy()
+              for k, m in models.items()}  # fmt: skip
+    limit = limit or max(float(np.abs(v).max()) for v in values.values())
+    edges = np.linspace(-limit, limit, bins + 1)
+    for i, (label, v) in enumerate(values.items()):
+        ax.hist(v, bins=edges, histtype="step", lw=2, color=COLORS[i % len(COLORS)], label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("count")
+    ax.legend()
+    return ax
+
+
+@torch.no_grad()
+def show_augmentations(data: train.DeviceData, augments: Mapping[str, Callable[..., Tensor]], n: int = 6,
+                       seed: int = 0, index: Tensor | None = None):  # fmt: skip
+    """A grid of images: the first row the originals, then one row per augmentation
+    (label -> ``augment(x, generator=...)``, each with a fresh generator seeded by ``seed``).
+    Images are the first ``n`` of ``data`` (or ``index``), un-normalised for display.
+    Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    index = torch.arange(n) if index is None else index.cpu()
+    x, _ = data.batch(index.to(data.device))
+    rows = {"original": x}
+    for label, fn in augments.items():
+        rows[label] = fn(x, generator=torch.Generator().manual_seed(seed))
+    fig, axes = plt.subplots(len(rows), len(index), figsize=(1.5 * len(index) + 1.5, 1.6 * len(rows)),
+                             squeeze=False)  # fmt: skip
+    for r, (label, images) in enumerate(rows.items()):
+        shown = (images * data.std[:, None, None] + data.mean[:, None, None]).clamp(0, 1)
+        for c in range(len(index)):
+            ax = axes[r, c]
+            ax.imshow(shown[c].permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=12)
+    return fig
