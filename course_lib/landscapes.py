@@ -513,3 +513,196 @@ def compare_optimizers(
         label: run_optimizer(landscape, cls, steps, label=label, **common, **dict(kwargs))
         for label, (cls, kwargs) in runs.items()
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient descent on quadratics: a 1-D bowl and the stability and rate formulas
+# --------------------------------------------------------------------------------------------
+
+
+def parabola(curvature: float = 4.0, start: float = 1.0) -> Landscape:
+    """``f = curvature·x² / 2``: a one-dimensional quadratic, run through the 2-D machinery.
+
+    ``f`` does not depend on ``y``, so the ``y`` gradient is always 0 and ``y`` never leaves its
+    start value 0: a trajectory's ``points[:, 0]`` is the 1-D path ``x₀, x₁, ...``. Gradient
+    descent with learning rate ``lr`` multiplies ``x`` by exactly ``1 − lr·curvature`` each step,
+    so it converges for ``0 < lr < 2 / curvature``, oscillates (sign flips) when
+    ``lr > 1 / curvature`` and diverges when ``lr > 2 / curvature``. Minimum ``(0, 0)``.
+    """
+    if curvature <= 0:
+        raise ValueError(f"curvature must be positive, got {curvature}")
+
+    @_accepts_numbers
+    def fn(x, y):
+        return 0.5 * curvature * x**2 + 0.0 * y
+
+    half = 1.5 * max(abs(float(start)), 1.0)
+    return Landscape(
+        name="parabola",
+        fn=fn,
+        x_range=(-half, half),
+        y_range=(-1.0, 1.0),
+        minima=((0.0, 0.0),),
+        saddles=(),
+        start=(float(start), 0.0),
+        levels="linear",
+        description=(
+            f"1-D quadratic f = {curvature:g}·x²/2 (constant in y); gradient descent needs "
+            f"lr < 2/{curvature:g}."
+        ),
+    )
+
+
+def _eigenvalues(hessian: Any) -> np.ndarray:
+    """Eigenvalues (ascending) of a symmetric Hessian given as a number or a square matrix."""
+    H = np.atleast_2d(np.asarray(hessian, dtype=np.float64))
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"the Hessian must be a number or a square matrix, got shape {H.shape}")
+    if not np.allclose(H, H.T):
+        raise ValueError("the Hessian must be symmetric")
+    return np.linalg.eigvalsh(H)
+
+
+def max_stable_lr(hessian: Any) -> float:
+    """The stability limit ``2 / h_max``: gradient descent on ``f = θᵀHθ / 2`` converges iff ``η`` is below it.
+
+    One step maps ``θ ↦ (I − ηH)θ``; along the eigenvector of eigenvalue ``h`` the error is
+    multiplied by ``1 − η·h``, which shrinks iff ``0 < η·h < 2``. So GD converges from every
+    start iff ``η < 2 / h_max`` (``H`` positive definite); ``η = 2 / h_max`` itself oscillates
+    forever. ``hessian``: a number (1-D curvature ``L``, giving ``2 / L``) or a symmetric matrix.
+    Raises ``ValueError`` if ``H`` is not positive definite (no learning rate converges then).
+    """
+    eig = _eigenvalues(hessian)
+    if eig[0] <= 0:
+        raise ValueError(f"the Hessian must be positive definite, its eigenvalues are {eig}")
+    return float(2.0 / eig[-1])
+
+
+def optimal_lr(hessian: Any) -> float:
+    """The fixed learning rate that makes GD on ``f = θᵀHθ / 2`` fastest: ``2 / (h_min + h_max)``.
+
+    It balances the slowest and the fastest direction: ``|1 − ηh_min| = |1 − ηh_max|
+    = (κ − 1) / (κ + 1)`` with ``κ = h_max / h_min`` the condition number.
+    """
+    eig = _eigenvalues(hessian)
+    if eig[0] <= 0:
+        raise ValueError(f"the Hessian must be positive definite, its eigenvalues are {eig}")
+    return float(2.0 / (eig[0] + eig[-1]))
+
+
+def gd_contraction(hessian: Any, lr: float) -> float:
+    """``ρ = max_h |1 − lr·h|`` over the eigenvalues of ``H``: GD's worst factor per step.
+
+    On ``f = θᵀHθ / 2`` the distance to the minimum after ``k`` steps is at most ``ρᵏ`` times the
+    starting distance, with equality when every eigen-direction contracts by ``ρ`` (as at
+    :func:`optimal_lr`). ``ρ < 1`` means convergence, ``ρ > 1`` divergence.
+    """
+    eig = _eigenvalues(hessian)
+    return float(np.max(np.abs(1.0 - lr * eig)))
+
+
+def gd_steps_bound(hessian: Any, lr: float, distance: float, tol: float) -> int | None:
+    """Steps after which GD on ``f = θᵀHθ / 2`` is surely within ``tol`` of the minimum.
+
+    The smallest ``k`` with ``ρᵏ·distance < tol`` (``ρ`` from :func:`gd_contraction`), i.e.
+    ``⌊ln(tol / distance) / ln ρ⌋ + 1``; 0 if already within ``tol``; ``None`` if ``ρ ≥ 1``.
+    It is exact when every eigen-direction contracts by the same ``ρ``; with
+    ``lr = optimal_lr(H)`` it grows like ``(κ / 2)·ln(distance / tol)`` in the condition number ``κ``.
+    """
+    if distance < tol:
+        return 0
+    rho = gd_contraction(hessian, lr)
+    if rho >= 1.0:
+        return None
+    if rho == 0.0:
+        return 1
+    return int(math.floor(math.log(tol / distance) / math.log(rho))) + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Many starts at once, basins, gradient norms
+# --------------------------------------------------------------------------------------------
+
+
+def run_many(
+    landscape: Landscape,
+    optimizer_cls: type,
+    starts: Any,
+    steps: int,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    label: str | None = None,
+    **optimizer_kwargs: Any,
+) -> list[Trajectory]:
+    """:func:`run_optimizer` from many starts at once: one ``Trajectory`` per row of ``starts``.
+
+    All ``N`` points are the rows of one float64 ``N x 2`` parameter, and each step minimizes
+    the sum of ``f`` over the rows. The gradient of that sum with respect to a row is exactly
+    that row's own gradient, so an optimizer whose update is elementwise (SGD with or without
+    momentum, Adagrad, RMSprop, Adam: every optimizer of the course) takes exactly the steps
+    it would take from each start alone: without noise the paths equal :func:`run_optimizer`'s.
+    With ``noise_std > 0`` each row gets its own Gaussian gradient noise, ``N x 2`` values
+    per step from one generator seeded with ``seed`` (a single start sees the same noise as
+    :func:`run_optimizer` with that seed). A row whose point stops being finite or leaves
+    ``|p| <= 1e6`` is cut there and marked diverged (the other rows are unaffected).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be non-negative, got {steps}")
+    start = np.asarray(starts, dtype=np.float64).reshape(-1, 2)
+    param = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
+    optimizer = optimizer_cls([param], **optimizer_kwargs)
+    generator = torch.Generator().manual_seed(seed)
+
+    points = [start.copy()]
+    for _ in range(steps):
+        optimizer.zero_grad()
+        landscape.fn(param[:, 0], param[:, 1]).sum().backward()
+        if noise_std > 0:
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float64)
+            param.grad.add_(noise_std * noise)
+        optimizer.step()
+        points.append(param.detach().numpy().copy())
+    path = np.stack(points, axis=1)  # N x (steps + 1) x 2
+    with torch.no_grad():
+        losses = landscape.fn(torch.from_numpy(path[..., 0]), torch.from_numpy(path[..., 1])).numpy()
+
+    name = label if label is not None else _default_label(optimizer_cls, optimizer_kwargs)
+    out = []
+    for pts, loss in zip(path, losses):
+        bad = ~np.isfinite(pts).all(axis=1) | ~np.isfinite(loss)
+        with np.errstate(invalid="ignore"):
+            bad |= ~(np.linalg.norm(pts, axis=1) <= DIVERGENCE_NORM)
+        cut = _first(bad)
+        keep = len(pts) if cut is None else cut + 1
+        out.append(Trajectory(points=pts[:keep].copy(), losses=np.array(loss[:keep], dtype=np.float64),
+                              label=name, diverged=cut is not None, minima=landscape.minima))  # fmt: skip
+    return out
+
+
+def basin_labels(landscape: Landscape, trajectories: Any, tol: float = 0.05) -> np.ndarray:
+    """For each trajectory, the index into ``landscape.minima`` of the minimum it ended within
+    ``tol`` of, or ``-1`` if it ended near none (still moving, stuck at a saddle, diverged).
+
+    ``minima`` is sorted by value, so label 0 is the global minimum.
+    """
+    runs = [trajectories] if isinstance(trajectories, Trajectory) else list(trajectories)
+    minima = np.asarray(landscape.minima, dtype=np.float64)
+    labels = np.full(len(runs), -1, dtype=np.int64)
+    for i, traj in enumerate(runs):
+        if traj.diverged:
+            continue
+        gaps = np.linalg.norm(minima - traj.final_point, axis=1)
+        if gaps.min() < tol:
+            labels[i] = int(gaps.argmin())
+    return labels
+
+
+def gradient_norms(landscape: Landscape, points: Any) -> np.ndarray:
+    """``|∇f|`` at each row of ``points`` (an ``N x 2`` array, e.g. ``trajectory.points``).
+
+    One autograd pass in float64 over all points: the gradient of ``Σ f(pᵢ)`` with respect to
+    ``pᵢ`` is ``∇f(pᵢ)``.
+    """
+    p = torch.tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2), requires_grad=True)
+    (grad,) = torch.autograd.grad(landscape.fn(p[:, 0], p[:, 1]).sum(), p)
+    return grad.norm(dim=1).numpy()

@@ -183,3 +183,108 @@ def test_compare_optimizers_runs_every_entry_with_common_settings():
     assert all(len(t) == 151 for t in out.values())
     assert out["Adam"].steps_to_reach(1e-2) is not None
     assert out["SGD"].steps_to_reach(1e-2) is None  # still crossing the plateau
+
+
+# ---- gradient descent on quadratics, many starts, basins, gradient norms --------------------
+
+from course_lib import optim  # noqa: E402
+from course_lib.landscapes import (  # noqa: E402
+    basin_labels,
+    gd_contraction,
+    gd_steps_bound,
+    gradient_norms,
+    max_stable_lr,
+    optimal_lr,
+    parabola,
+    ravine,
+    run_many,
+)
+
+
+def test_parabola_is_one_dimensional_and_gd_multiplies_by_one_minus_lr_curvature():
+    curvature = 4.0
+    land = parabola(curvature=curvature, start=1.0)
+    assert land.value((0.5, 0.7)) == pytest.approx(curvature * 0.25 / 2)
+    for lr in (0.05, 0.2, 0.45):
+        traj = run_optimizer(land, optim.SGD, steps=20, lr=lr)
+        np.testing.assert_array_equal(traj.points[:, 1], 0.0)  # y never moves
+        ratios = traj.points[1:, 0] / traj.points[:-1, 0]
+        np.testing.assert_allclose(ratios, 1 - lr * curvature, rtol=1e-12)
+        assert not traj.diverged
+    assert run_optimizer(land, optim.SGD, steps=500, lr=0.55).diverged
+    at_limit = run_optimizer(land, optim.SGD, steps=50, lr=max_stable_lr(curvature))
+    np.testing.assert_allclose(np.abs(at_limit.points[:, 0]), 1.0)  # oscillates forever
+    with pytest.raises(ValueError):
+        parabola(curvature=0.0)
+
+
+def test_max_stable_lr_optimal_lr_and_contraction():
+    assert max_stable_lr(4.0) == pytest.approx(0.5)
+    assert max_stable_lr(np.diag([1.0, 25.0])) == pytest.approx(2 / 25)
+    H = np.array([[2.0, 1.0], [1.0, 2.0]])  # eigenvalues 1 and 3
+    assert max_stable_lr(H) == pytest.approx(2 / 3)
+    assert optimal_lr(H) == pytest.approx(0.5)
+    assert gd_contraction(H, 0.5) == pytest.approx(0.5)
+    assert gd_contraction(H, max_stable_lr(H)) == pytest.approx(1.0)
+    assert gd_contraction(4.0, 0.55) == pytest.approx(1.2)
+    with pytest.raises(ValueError, match="positive definite"):
+        max_stable_lr(np.diag([2.0, -1.0]))
+    with pytest.raises(ValueError, match="symmetric"):
+        max_stable_lr(np.array([[1.0, 2.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("condition", [2.0, 10.0, 50.0])
+def test_gd_steps_bound_is_exact_at_the_optimal_lr_on_the_ravine(condition):
+    land = ravine(condition=condition)
+    H = hessian(land, (0.0, 0.0))
+    lr = optimal_lr(H)
+    distance, tol = float(np.linalg.norm(land.start)), 1e-3
+    bound = gd_steps_bound(H, lr, distance, tol)
+    traj = run_optimizer(land, optim.SGD, steps=bound + 5, lr=lr)
+    assert traj.steps_to_reach(tol) == bound
+    assert gd_steps_bound(H, 1.0 / condition, distance, tol) >= traj.steps_to_reach(tol)
+    assert gd_steps_bound(H, max_stable_lr(H), distance, tol) is None
+    assert gd_steps_bound(H, lr, distance=1e-4, tol=tol) == 0
+
+
+def test_run_many_equals_run_optimizer_from_each_start():
+    land = get_landscape("local_minima")
+    starts = [(1.9, 1.8), (-1.5, 0.3), (0.2, -1.7)]
+    for kwargs in (dict(lr=0.02), dict(lr=0.02, momentum=0.9), dict(lr=0.05, betas=(0.9, 0.99))):
+        cls = optim.Adam if "betas" in kwargs else optim.SGD
+        many = run_many(land, cls, starts, steps=60, **kwargs)
+        assert len(many) == len(starts)
+        for start, traj in zip(starts, many):
+            one = run_optimizer(land, cls, steps=60, start=start, **kwargs)
+            np.testing.assert_array_equal(traj.points, one.points)
+            np.testing.assert_allclose(traj.losses, one.losses, rtol=1e-15, atol=1e-15)
+            assert traj.label == one.label and traj.minima == land.minima
+
+
+def test_run_many_single_start_noise_matches_run_optimizer():
+    land = get_landscape("saddle")
+    kwargs = dict(steps=40, noise_std=0.05, seed=7, lr=0.1)
+    (many,) = run_many(land, optim.SGD, [(1.5, 0.0)], **kwargs)
+    one = run_optimizer(land, optim.SGD, start=(1.5, 0.0), **kwargs)
+    np.testing.assert_array_equal(many.points, one.points)
+
+
+def test_run_many_cuts_only_the_diverging_rows():
+    land = ravine(condition=25.0)
+    # the second start sits on y = 0, where the y curvature (which is too large for lr) is idle
+    wild, calm = run_many(land, optim.SGD, [(1.0, 1.0), (1.0, 0.0)], steps=400, lr=0.1)
+    assert wild.diverged and len(wild) < 401 and len(wild.losses) == len(wild)
+    assert not calm.diverged and len(calm) == 401 and calm.final_loss < 1e-12
+
+
+def test_basin_labels_and_gradient_norms():
+    land = get_landscape("local_minima")
+    starts = np.array(land.minima) + 0.1
+    runs = run_many(land, optim.SGD, starts, steps=200, lr=0.02)
+    np.testing.assert_array_equal(basin_labels(land, runs), np.arange(4))
+    assert basin_labels(land, runs[2])[0] == 2
+    short = run_many(land, optim.SGD, [(1.9, 1.9)], steps=1, lr=0.001)
+    assert basin_labels(land, short)[0] == -1
+    points = np.array([[0.3, -0.4], [1.9, 1.2], list(land.minima[1])])
+    expected = [np.linalg.norm(gradient(land, p)) for p in points]
+    np.testing.assert_allclose(gradient_norms(land, points), expected, rtol=1e-12, atol=1e-12)
