@@ -9,6 +9,8 @@ variable           meaning                                      default
 ``COURSE_FAST``    ``1`` selects fast mode (CI, quick checks)   ``0`` (full mode)
 ``COURSE_DEVICE``  torch device string, e.g. ``cpu``, ``cuda``  CUDA when available, else CPU
 ``COURSE_DATA_DIR`` where downloads and caches live             the repository's ``data/``
+``COURSE_PROGRESS`` ``0``/``1`` turns progress bars off/on      on in a terminal or kernel,
+                                                                off under CI
 =================  ===========================================  ==========================
 """
 
@@ -86,11 +88,18 @@ def seed_everything(seed: int) -> torch.Generator:
 def show_progress(progress: bool | None = None) -> bool:
     """Whether long work shows a progress bar.
 
-    An explicit ``progress`` wins; by default bars are off when ``CI`` is set, and on when
-    stderr is a terminal or the code runs in a Jupyter kernel.
+    An explicit ``progress`` wins; then ``COURSE_PROGRESS`` (``0``/``1``), which the test
+    runner sets to ``0`` so that executed notebooks do not flood their output channel; by
+    default bars are off when ``CI`` is set, and on when stderr is a terminal or the code runs
+    in a Jupyter kernel.
     """
     if progress is not None:
         return bool(progress)
+    forced = os.environ.get("COURSE_PROGRESS", "").strip().lower()
+    if forced:
+        if forced not in _TRUE | _FALSE:
+            raise ValueError(f"COURSE_PROGRESS must be 0 or 1 (or true/false), got {forced!r}")
+        return forced in _TRUE
     if os.environ.get("CI", "").strip().lower() not in _FALSE:
         return False
     isatty = getattr(sys.stderr, "isatty", None)

@@ -54,6 +54,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import config, data, models, optim, plots, train
 from .regularization import flip_and_translate
@@ -321,8 +322,10 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", s
             runs = final_runs(cfg, chosen_learning_rates(cfg, merged))
         todo = [r for r in shard(runs, index, count) if r.key not in store.done(cfg.fingerprint())]
         log(f"{current}: {len(runs)} runs in the grid, {len(todo)} to do in this shard")
-        for i, spec in enumerate(todo, start=1):
-            record = train_one(cfg, spec, data, progress=progress)
+        bar = tqdm(todo, desc=f"study ({current})", unit="run", disable=not config.show_progress(progress))
+        for i, spec in enumerate(bar, start=1):
+            bar.set_postfix_str(spec.key)
+            record = train_one(cfg, spec, data, progress=False)
             store.append(record)
             log(f"  [{i}/{len(todo)}] {spec.key}: val acc {record['final_val_acc']:.3f}, "
                 f"test acc {record['test_acc']:.3f}, {record['history']['seconds']:.1f} s"

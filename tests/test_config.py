@@ -53,6 +53,14 @@ def test_seed_everything_repeats():
 
 def test_progress_rule(monkeypatch):
     assert config.show_progress(True) and not config.show_progress(False)
+    monkeypatch.setenv("COURSE_PROGRESS", "1")
+    assert config.show_progress(None)
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    assert not config.show_progress(None)
+    monkeypatch.setenv("COURSE_PROGRESS", "sometimes")
+    with pytest.raises(ValueError, match="COURSE_PROGRESS"):
+        config.show_progress(None)
+    monkeypatch.delenv("COURSE_PROGRESS")
     monkeypatch.setenv("CI", "true")
     assert not config.show_progress(None)
     monkeypatch.setenv("CI", "0")
