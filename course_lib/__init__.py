@@ -11,7 +11,14 @@ Modules, one idea each:
 - ``models``          the networks: softmax regression, MLP, small CNN, airbench-style CNN
 - ``train``           device-resident data, the training loop, optimizer comparisons
 - ``regularization``  penalties (L1, L2), dropout from scratch, on-device augmentations, gap experiments
+- ``schedules``       learning-rate schedules as pure functions of the step, one adapter
+- ``distill``         knowledge distillation: loss and teacher/student helpers
+- ``parallel``        data parallelism (DDP) and pipeline parallelism on torch.distributed
+- ``study``           the CIFAR-10 optimizer study: grid, results store, summary, CLI
+- ``synthetic``       small synthetic problems (sparse features)
+- ``pitfalls``        popular-but-wrong update rules, kept to show what they compute
 - ``exercises``       answer checkers and the student-copy tool
+- ``slides``, ``site`` slide metadata for presenting; the static HTML course
 """
 
 __version__ = "0.1.0"
