@@ -16,6 +16,7 @@ Modules, one idea each:
 - ``parallel``        data parallelism (DDP) and pipeline parallelism on torch.distributed
 - ``study``           the CIFAR-10 optimizer study: grid, results store, summary, CLI
 - ``synthetic``       small synthetic problems (sparse features)
+- ``adaptive``        trace an optimizer's state step by step (for the adaptive-method chapters)
 - ``pitfalls``        popular-but-wrong update rules, kept to show what they compute
 - ``exercises``       answer checkers and the student-copy tool
 - ``slides``, ``site`` slide metadata for presenting; the static HTML course

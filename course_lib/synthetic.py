@@ -1,0 +1,215 @@
+r"""Synthetic problems with a known answer: the data where the truth is needed to judge a method.
+
+Sparse-feature linear regression (:func:`sparse_regression`)
+------------------------------------------------------------
+:math:`n` samples of :math:`d = d_c + d_r` features and a target
+
+.. math::  y_i = x_i^\top w^* + \sigma\,\varepsilon_i, \qquad \varepsilon_i \sim \mathcal N(0, 1),
+
+with two kinds of features:
+
+- **common** (:math:`d_c` of them): :math:`x_{ij} \sim \mathcal N(0, c^2)`, present in every
+  sample (:math:`c` = ``common_scale``);
+- **rare** (:math:`d_r` of them): :math:`x_{ij} = b_{ij}` with :math:`b_{ij} \sim
+  \text{Bernoulli}(p)`, an indicator that is 1 in a fraction :math:`p` of the samples and 0
+  elsewhere (think of a rare word in a bag-of-words model).
+
+Every true weight is drawn as :math:`w^*_j \sim \mathcal N(0, 1)`: a rare feature is as
+informative as a common one when it is present. The Hessian of the squared loss,
+:math:`\tfrac1n X^\top X`, has diagonal entries of about :math:`c^2` on the common coordinates
+and about :math:`p` on the rare ones, so one learning rate cannot suit both: a rate small enough
+for the common coordinates moves the rare ones about :math:`c^2/p` times slower.
+
+Fitting (:func:`fit_linear`)
+----------------------------
+:func:`fit_linear` minimises :math:`L(w) = \frac{1}{2n} \sum_i (x_i^\top w - y_i)^2` from
+:math:`w = 0` with mini-batch gradients and any ``torch.optim``-style optimizer class, recording
+after every step the full-data loss and the root-mean-square errors of the common and of the
+rare weights against :math:`w^*`.
+
+Steady gradients (:func:`steady_gradients`)
+-------------------------------------------
+A stream :math:`g_t = s \odot z_t`, :math:`z_t \sim \mathcal N(0, I)`: gradients whose size does
+not shrink over time, like mini-batch gradients at the bottom of a noisy loss. Fed to Adagrad,
+:math:`G_t = \sum_{k \le t} g_k^2 \approx t\, s^2`, so the effective learning rate
+:math:`\eta / (\sqrt{G_t} + \epsilon)` falls like :math:`\eta / (s \sqrt t)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DIVERGENCE_FACTOR = 1e6
+""":func:`fit_linear` marks a run diverged once its loss exceeds this multiple of the starting loss."""
+
+__all__ = ["DIVERGENCE_FACTOR", "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients"]
+
+
+@dataclass(frozen=True)
+class SparseRegression:
+    """A sparse-feature regression problem (see the module docstring for the model).
+
+    ``X`` (n x d) and ``y`` (n) are float64 tensors; columns ``0 .. n_common-1`` are the common
+    features, the rest the rare ones (``rare`` is the boolean mask of the rare columns).
+    ``w_true`` is :math:`w^*`; ``w_best`` is the least-squares solution on this sample, the best
+    any optimizer can reach (it differs from ``w_true`` by the noise). ``frequency[j]`` is the
+    fraction of samples in which feature ``j`` is non-zero.
+    """
+
+    X: Tensor
+    y: Tensor
+    w_true: Tensor
+    w_best: Tensor
+    rare: Tensor
+    noise_std: float
+
+    @property
+    def frequency(self) -> Tensor:
+        """Fraction of the samples in which each feature is non-zero (1 for the common ones)."""
+        return (self.X != 0).double().mean(dim=0)
+
+    def loss(self, w: Tensor) -> float:
+        r"""The full-data loss :math:`\frac{1}{2n}\lVert X w - y\rVert^2`."""
+        return 0.5 * torch.mean((self.X @ w - self.y) ** 2).item()
+
+    def weight_errors(self, w: Tensor) -> tuple[float, float]:
+        """Root-mean-square error of ``w`` against ``w_true``: (common weights, rare weights)."""
+        err = (w - self.w_true) ** 2
+        return err[~self.rare].mean().sqrt().item(), err[self.rare].mean().sqrt().item()
+
+
+def sparse_regression(
+    n_samples: int = 2000,
+    n_common: int = 10,
+    n_rare: int = 40,
+    rare_prob: float = 0.01,
+    common_scale: float = 1.0,
+    noise_std: float = 0.1,
+    seed: int = 0,
+) -> SparseRegression:
+    r"""Draw a :class:`SparseRegression`: common features :math:`\mathcal N(0, c^2)` with
+    :math:`c` = ``common_scale``, rare ones Bernoulli(``rare_prob``) indicators,
+    :math:`w^* \sim \mathcal N(0, I)`, :math:`y = X w^* + \sigma \varepsilon` with
+    :math:`\sigma` = ``noise_std``; ``w_best`` by least squares (``torch.linalg.lstsq``).
+
+    Every rare feature is made non-zero in at least one sample (if a draw leaves it all zero,
+    one random sample gets it), so that every weight is determined by the data.
+    """
+    if n_samples < 1 or n_common < 0 or n_rare < 0 or n_common + n_rare < 1:
+        raise ValueError("need at least one sample and one feature")
+    if not 0.0 < rare_prob <= 1.0:
+        raise ValueError(f"rare_prob must be in (0, 1], got {rare_prob}")
+    if common_scale <= 0:
+        raise ValueError(f"common_scale must be positive, got {common_scale}")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be non-negative, got {noise_std}")
+    gen = torch.Generator().manual_seed(seed)
+    common = common_scale * torch.randn(n_samples, n_common, generator=gen, dtype=torch.float64)
+    rare = (torch.rand(n_samples, n_rare, generator=gen, dtype=torch.float64) < rare_prob).double()
+    for j in torch.nonzero(rare.sum(dim=0) == 0).flatten().tolist():
+        rare[torch.randint(n_samples, (1,), generator=gen), j] = 1.0
+    X = torch.cat([common, rare], dim=1)
+    w_true = torch.randn(n_common + n_rare, generator=gen, dtype=torch.float64)
+    y = X @ w_true + noise_std * torch.randn(n_samples, generator=gen, dtype=torch.float64)
+    w_best = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
+    mask = torch.zeros(n_common + n_rare, dtype=torch.bool)
+    mask[n_common:] = True
+    return SparseRegression(X=X, y=y, w_true=w_true, w_best=w_best, rare=mask, noise_std=noise_std)
+
+
+@dataclass
+class LinearFit:
+    """What :func:`fit_linear` recorded; arrays hold ``steps + 1`` values (the start included),
+    fewer when the run diverged and stopped early. ``state`` is the optimizer's final state
+    for the weight vector (e.g. Adagrad's ``"sum"`` :math:`G`), as a dict of copies."""
+
+    weights: np.ndarray
+    loss: np.ndarray
+    common_error: np.ndarray
+    rare_error: np.ndarray
+    state: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    diverged: bool = False
+
+    @property
+    def losses(self) -> np.ndarray:
+        """The loss curve (same as ``loss``; the name :func:`course_lib.plots.plot_losses` reads)."""
+        return self.loss
+
+
+def fit_linear(
+    problem: SparseRegression,
+    optimizer_cls: type,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+    label: str = "",
+    **optimizer_kwargs: Any,
+) -> LinearFit:
+    r"""Fit :math:`w` (from 0) by ``steps`` mini-batch steps of ``optimizer_cls([w], **optimizer_kwargs)``.
+
+    Each step takes the next ``batch_size`` samples of a random order (reshuffled, with a
+    ``torch.Generator`` seeded by ``seed``, whenever it runs out), and uses the gradient of
+    :math:`\frac{1}{2B} \sum_{i \in \text{batch}} (x_i^\top w - y_i)^2` computed by autograd.
+    After every step the full-data loss and the RMS errors of the common and rare weights
+    (against ``problem.w_true``) are recorded. A loss that is not finite or exceeds
+    :data:`DIVERGENCE_FACTOR` times the starting loss stops the run (``diverged``).
+    """
+    if steps < 0 or batch_size < 1:
+        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    X, y = problem.X, problem.y
+    n = len(y)
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.nn.Parameter(torch.zeros(X.shape[1], dtype=torch.float64))
+    optimizer = optimizer_cls([w], **optimizer_kwargs)
+    order, used = torch.randperm(n, generator=gen), 0
+
+    def record(into: dict[str, list[float]]) -> None:
+        with torch.no_grad():
+            into["loss"].append(problem.loss(w))
+            common, rare = problem.weight_errors(w)
+        into["common"].append(common)
+        into["rare"].append(rare)
+
+    history: dict[str, list[float]] = {"loss": [], "common": [], "rare": []}
+    record(history)
+    diverged = False
+    for _ in range(steps):
+        if used + batch_size > n:
+            order, used = torch.randperm(n, generator=gen), 0
+        index = order[used : used + batch_size]
+        used += batch_size
+        optimizer.zero_grad()
+        batch_loss = 0.5 * torch.mean((X[index] @ w - y[index]) ** 2)
+        batch_loss.backward()
+        optimizer.step()
+        record(history)
+        if not history["loss"][-1] <= DIVERGENCE_FACTOR * history["loss"][0]:  # also catches NaN
+            diverged = True
+            break
+    return LinearFit(
+        weights=w.detach().numpy().copy(),
+        loss=np.array(history["loss"]),
+        common_error=np.array(history["common"]),
+        rare_error=np.array(history["rare"]),
+        state={k: v.clone() if isinstance(v, Tensor) else v for k, v in optimizer.state[w].items()},
+        label=label,
+        diverged=diverged,
+    )
+
+
+def steady_gradients(steps: int, scales, seed: int = 0) -> Tensor:
+    r"""A ``steps`` x ``len(scales)`` float64 tensor of gradients :math:`g_t = s \odot z_t`,
+    :math:`z_t \sim \mathcal N(0, I)` (seeded): zero mean, per-coordinate size ``scales``, no
+    decay over time."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    s = torch.as_tensor(scales, dtype=torch.float64).reshape(-1)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(steps, len(s), generator=gen, dtype=torch.float64) * s
