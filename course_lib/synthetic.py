@@ -47,7 +47,8 @@ from torch import Tensor
 DIVERGENCE_FACTOR = 1e6
 """:func:`fit_linear` marks a run diverged once its loss exceeds this multiple of the starting loss."""
 
-__all__ = ["DIVERGENCE_FACTOR", "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients"]
+__all__ = ["DIVERGENCE_FACTOR", "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients",
+           "brightest_channel_images"]
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,18 @@ def steady_gradients(steps: int, scales, seed: int = 0) -> Tensor:
     s = torch.as_tensor(scales, dtype=torch.float64).reshape(-1)
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(steps, len(s), generator=gen, dtype=torch.float64) * s
+
+
+def brightest_channel_images(n: int = 256, seed: int = 0, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Tiny image-classification data that trains in seconds: the label is the brightest channel.
+
+    ``n`` RGB images of 32 x 32 (uint8, N x H x W x 3, like ``load_cifar10``) with uniform noise
+    in [0, 100); channel ``label`` (one of ``classes`` <= 3) gets +120 everywhere.
+    """
+    if not 1 <= classes <= 3:
+        raise ValueError(f"classes must be 1, 2 or 3 (one per colour channel), got {classes}")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
+    images[np.arange(n), :, :, labels] += 120
+    return images, labels

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from course_lib import models, optim, regularization as reg, train
+from course_lib.synthetic import brightest_channel_images
 
 matplotlib.use("Agg")
 
@@ -246,12 +247,7 @@ def test_random_rotate_angles_and_reproducibility():
 
 
 def toy_data(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, :, :, c] += 120
-    return train.DeviceData.from_numpy(images, labels, device="cpu")
+    return train.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
 
 
 def test_compare_regularizers_same_start_and_gap():

@@ -13,6 +13,7 @@ import torch
 from torch.optim import lr_scheduler as L
 
 from course_lib import models, optim, schedules as S, train
+from course_lib.synthetic import brightest_channel_images
 
 TOL = 1e-12
 P = functools.partial
@@ -310,12 +311,7 @@ def test_adapter_accepts_any_callable_and_checks_steps():
 
 
 def _toy_data(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, :, :, c] += 120
-    return train.DeviceData.from_numpy(images, labels, device="cpu")
+    return train.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
 
 
 def test_adapter_drives_train_per_step_like_torch_does():

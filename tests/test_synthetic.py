@@ -146,3 +146,16 @@ def test_adagrad_sum_on_steady_gradients_is_the_cumulative_sum_of_squares():
         p.grad = row.clone()
         opt.step()
     torch.testing.assert_close(opt.state[p]["sum"], (g**2).sum(dim=0), rtol=1e-12, atol=0)
+
+
+def test_brightest_channel_images():
+    from course_lib.synthetic import brightest_channel_images
+
+    images, labels = brightest_channel_images(50, seed=1)
+    assert images.shape == (50, 32, 32, 3) and images.dtype == np.uint8 and labels.shape == (50,)
+    means = images.reshape(50, -1, 3).mean(1)
+    assert (means.argmax(1) == labels).all()
+    a, b = brightest_channel_images(10, seed=2), brightest_channel_images(10, seed=2)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="classes"):
+        brightest_channel_images(classes=4)

@@ -5,16 +5,7 @@ import pytest
 import torch
 
 from course_lib import models, optim, regularization, train
-
-
-def toy_data(n=256, seed=0):
-    """Images whose label is the brightest channel: learnable in a few epochs."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, :, :, c] += 120
-    return images, labels
+from course_lib.synthetic import brightest_channel_images as toy_data
 
 
 def test_device_data_normalises_and_indexes():
