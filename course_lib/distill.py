@@ -466,7 +466,7 @@ def plot_soft_targets(images: np.ndarray, probabilities: Mapping[str, np.ndarray
                 bars[labels[i]].set_edgecolor("black")
                 bars[labels[i]].set_linewidth(1.5)
             ax.set_yscale("log")
-            ax.set_ylim(1e-4, 1.5)
+            ax.set_ylim(1e-5, 1.5)
             ax.set_xticks(np.arange(K))
             ax.set_xticklabels(classes if i == n - 1 else [], rotation=30, fontsize=11)
             ax.set_ylabel("probability", fontsize=12)
