@@ -20,6 +20,7 @@ Modules, one idea each:
 - ``pitfalls``        popular-but-wrong update rules, kept to show what they compute
 - ``exercises``       answer checkers and the student-copy tool
 - ``slides``, ``site`` slide metadata for presenting; the static HTML course
+- ``files``           all-or-nothing file writes (temporary file, then rename)
 """
 
 __version__ = "0.1.0"

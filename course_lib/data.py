@@ -55,7 +55,6 @@ import os
 import pickle
 import re
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -66,6 +65,7 @@ from typing import NamedTuple
 import numpy as np
 
 from course_lib import config
+from course_lib.files import atomic_write
 
 __all__ = [
     "CLASSES",
@@ -197,23 +197,9 @@ def _load_cache(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` through ``write(file)`` into a temporary file renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _save_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     try:
-        _atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
+        atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
     except OSError as exc:
         warnings.warn(f"could not write the CIFAR-10 cache {path}: {exc}", stacklevel=3)
     else:
@@ -693,7 +679,7 @@ def write_official_archive(
                 _add_to_tar(tf, name, data)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -756,5 +742,5 @@ def write_image_folder(
                     _add_to_tar(tf, name, data)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path

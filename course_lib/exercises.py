@@ -38,7 +38,6 @@ import io
 import math
 import os
 import sys
-import tempfile
 import tokenize
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -924,28 +923,12 @@ def student_placeholder(source: str) -> str:
     return PLACEHOLDER + "\n\n" + "\n\n\n".join(stubs)
 
 
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _write_notebook_atomic(nb: Any, dst: Path) -> None:
     import nbformat
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.chmod(tmp, dst.stat().st_mode & 0o777 if dst.exists() else _default_file_mode())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from .files import atomic_write
+
+    atomic_write(dst, lambda f: nbformat.write(nb, f), binary=False)
 
 
 def make_student_copy(src: str | os.PathLike, dst: str | os.PathLike) -> int:

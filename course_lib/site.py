@@ -17,12 +17,12 @@ import html
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from .files import atomic_write_text
 
 __all__ = ["Chapter", "chapter_info", "build_site", "main"]
 
@@ -61,17 +61,6 @@ def _environment(**values: str):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _count_figures(nb) -> int:
@@ -126,10 +115,10 @@ def build_site(notebooks_dir: str | os.PathLike, out: str | os.PathLike, *, fast
             chapter.seconds = time.perf_counter() - start
             chapter.figures = _count_figures(nb)
             body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": chapter.title}})
-            _write_text(out / chapter.page, body)
+            atomic_write_text(out / chapter.page, body)
             chapters.append(chapter)
             log(f"{path.name}: {chapter.figures} figures, {chapter.seconds:.0f} s -> {out / chapter.page}")
-    _write_text(out / "index.html", _index_page(chapters, "fast" if fast else "full"))
+    atomic_write_text(out / "index.html", _index_page(chapters, "fast" if fast else "full"))
     return chapters
 
 

@@ -23,10 +23,10 @@ Skipped cells still run; they are only left out of the slideshow. Apply it with:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from .files import atomic_write
 
 __all__ = ["LONG_CELL_LINES", "slide_type", "apply_slide_metadata", "main"]
 
@@ -69,14 +69,7 @@ def apply_slide_metadata(nb) -> int:
 def _write_atomically(nb, path: Path) -> None:
     import nbformat
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: nbformat.write(nb, f), binary=False)
 
 
 def main(argv: list[str] | None = None) -> int:

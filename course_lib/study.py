@@ -46,7 +46,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +56,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config, data, models, optim, plots, train
+from .files import atomic_write_text
 from .regularization import flip_and_translate
 
 __all__ = [
@@ -206,18 +206,7 @@ class ResultStore:
         self.write(self.load() + [record])
 
     def write(self, records: Iterable[dict]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def _schedule(cfg: StudyConfig, steps_total: int):
@@ -482,10 +471,7 @@ def record_provenance(out: Path, entry: dict) -> None:
     path = out / "provenance.json"
     entries = json.loads(path.read_text()) if path.exists() else []
     entries.append(entry)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".provenance.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(entries, f, indent=2, default=str)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(entries, indent=2, default=str))
 
 
 def _write_config(cfg: StudyConfig, out: Path) -> None:
@@ -493,10 +479,7 @@ def _write_config(cfg: StudyConfig, out: Path) -> None:
     path = out / "study-config.json"
     text = json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str)
     if not path.exists() or path.read_text() != text:
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".study-config.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
 
 
 def _config_for(mode: str) -> StudyConfig:
