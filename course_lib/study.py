@@ -140,11 +140,16 @@ class StudyConfig:
 
 
 def fast_config() -> StudyConfig:
-    """CPU: a class-balanced subset, the small CNN, a few epochs, three learning rates each."""
+    """CPU: a class-balanced subset, the small CNN, a few epochs, three learning rates each.
+
+    200 training images per class, of which a fifth (400 images) is the validation split, and
+    200 test images per class: the standard error of an accuracy near 0.35 is about 0.024 on the
+    validation split and 0.011 on the test set. About a minute on two CPU cores.
+    """
     grids = {name: grid[1:] for name, grid in LR_GRIDS.items()}  # drop the smallest rate
     return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=4,
-                       batch_size=64, train_per_class=100, test_per_class=100, final_seeds=3,
-                       target_accuracy=0.3, lr_grids=grids)  # fmt: skip
+                       batch_size=64, train_per_class=200, val_fraction=0.2, test_per_class=200,
+                       final_seeds=3, target_accuracy=0.3, lr_grids=grids)  # fmt: skip
 
 
 def full_config() -> StudyConfig:
