@@ -5,13 +5,18 @@
 - :func:`airbench_net`: the airbench-style network for the GPU study: a 2x2 stem convolution,
   then three blocks of (conv, max-pool, batch norm, activation, conv, batch norm, activation),
   a global max-pool and a scaled linear head. Widths are configurable.
+- :func:`init_whitening_`: set the airbench stem to a data-dependent whitening of 2x2 patches
+  (:func:`patch_whitening` computes the filters).
 """
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
 
-__all__ = ["softmax_regression", "mlp", "small_cnn", "airbench_net", "count_parameters"]
+__all__ = ["softmax_regression", "mlp", "small_cnn", "airbench_net", "count_parameters", "patch_whitening",
+           "init_whitening_"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -103,3 +108,55 @@ def airbench_net(widths: tuple[int, int, int] = (64, 256, 256), stem_width: int 
         nn.Linear(widths[2], classes, bias=False),
         _Scale(head_scale),
     )
+
+
+def patch_whitening(images: Tensor, kernel_size: int = 2, eps: float = 5e-4) -> tuple[Tensor, Tensor]:
+    r"""Filters that whiten the ``kernel_size`` x ``kernel_size`` patches of ``images`` (N x C x H x W).
+
+    Every patch, flattened, is a vector :math:`p \in \mathbb{R}^d` with :math:`d = C k^2`. With its
+    mean :math:`\mu` and covariance :math:`\Sigma = V \Lambda V^\top` (eigenvalues
+    :math:`\lambda_1 \ge \dots \ge \lambda_d`), the filters are the rows of
+    :math:`W = (\Lambda + \varepsilon I)^{-1/2} V^\top`, so :math:`W (p - \mu)` has covariance
+    :math:`\Lambda (\Lambda + \varepsilon I)^{-1} \approx I`: uncorrelated channels of unit
+    variance, the directions of rare pixel patterns (edges, colour contrasts) amplified most.
+    ``eps`` keeps the near-zero directions from being amplified without bound.
+
+    Returns ``(weight, mean)``: weight d x C x k x k (row 1 = the direction of largest variance,
+    the patch's overall brightness) and the patch mean (d).
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be N x C x H x W, got shape {tuple(images.shape)}")
+    c, k = images.shape[1], kernel_size
+    patches = F.unfold(images.double(), k).transpose(1, 2).reshape(-1, c * k * k)  # rows: C x k x k patches
+    mean = patches.mean(0)
+    cov = torch.cov(patches.T)
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+    weight = eigenvectors.T / (eigenvalues.clamp_min(0) + eps).sqrt()[:, None]
+    return weight.reshape(-1, c, k, k).to(images.dtype), mean.to(images.dtype)
+
+
+@torch.no_grad()
+def init_whitening_(conv: nn.Conv2d, images: Tensor, eps: float = 5e-4, freeze: bool = True) -> nn.Conv2d:
+    r"""Initialise ``conv`` (the airbench stem, :math:`2d` output channels for :math:`d = C k^2`) as a
+    patch-whitening layer computed from ``images`` (normalised training images, N x C x H x W).
+
+    Channels :math:`1..d` compute :math:`W (p - \mu)` (:func:`patch_whitening`) and channels
+    :math:`d+1..2d` its negative, so that the activation after the stem, which passes mostly the
+    positive part, keeps both signs of every direction. With ``freeze`` the filters stay fixed
+    (``requires_grad=False``; optimizers skip them) and only the bias trains, as in airbench.
+    A network whose first layer sees decorrelated inputs of equal scale starts faster: every
+    direction of the input gets the same effective learning rate.
+    """
+    weight, mean = patch_whitening(images, conv.kernel_size[0], eps)
+    d = weight.shape[0]
+    if conv.kernel_size[0] != conv.kernel_size[1] or conv.in_channels != images.shape[1] or conv.out_channels != 2 * d:
+        raise ValueError(f"a whitening stem for {images.shape[1]}-channel images and {conv.kernel_size} kernels "
+                         f"needs {images.shape[1]} input and {2 * d} output channels; this conv has "
+                         f"{conv.in_channels} and {conv.out_channels}")  # fmt: skip
+    weight = torch.cat([weight, -weight]).to(conv.weight)
+    conv.weight.copy_(weight)
+    if conv.bias is not None:
+        conv.bias.copy_(-(weight.flatten(1) @ mean.to(weight)))
+    conv.weight.requires_grad_(not freeze)
+    return conv

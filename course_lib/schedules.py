@@ -12,6 +12,7 @@ is used for) to a **factor** :math:`f(t)`; the learning rate of a parameter grou
 :func:`cosine_annealing`    :math:`f(t) = f_{\min} + (1 - f_{\min})\,\tfrac12\,(1 + \cos(\pi t / T))`
 :func:`linear_warmup`       :math:`f(t) = f_0 + (f_1 - f_0)\,\min(t, W) / W`
 :func:`warmup_cosine`       linear warm-up over :math:`W` steps, then cosine down to step :math:`T`
+:func:`warmup_linear_decay` linear warm-up over :math:`W` steps, then a straight line down to 0 at :math:`T`
 :func:`cosine_warm_restarts` cosine over cycles of :math:`T_0, T_0 m, T_0 m^2, \dots` steps (SGDR)
 :func:`one_cycle`           up from :math:`1/d`, down to :math:`1/(d\,d_f)`; momentum mirrored
 ==========================  ===============================================================
@@ -71,6 +72,7 @@ __all__ = [
     "cosine_annealing",
     "linear_warmup",
     "warmup_cosine",
+    "warmup_linear_decay",
     "cosine_warm_restarts",
     "one_cycle",
     "factors",
@@ -192,6 +194,29 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, start_factor: 
     if t < warmup_steps:
         return linear_warmup(t, warmup_steps, start_factor, 1.0)
     return cosine_annealing(t - warmup_steps, total_steps - warmup_steps, min_factor)
+
+
+def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int, start_factor: float = 0.0) -> float:
+    r"""Linear warm-up over :math:`W` steps, then linear decay that reaches 0 at step :math:`T`.
+
+    .. math::
+        f(t) = \begin{cases}
+            f_0 + (1 - f_0)\, t / W & t < W \\
+            (T - t) / (T - W) & W \le t \le T \\
+            0 & t > T
+        \end{cases}
+
+    The schedule of the CIFAR-10 study and of fast "speed-run" training recipes. Same values
+    as torch's ``SequentialLR([LinearLR(start_factor=f0, total_iters=W), LinearLR(start_factor=1,
+    end_factor=0, total_iters=T-W)], milestones=[W])`` for :math:`f_0 > 0`, up to step :math:`T`.
+    """
+    t = _check_step(step)
+    total_steps = _check_positive_int("total_steps", total_steps)
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"warmup_steps must be an integer in [0, total_steps), got {warmup_steps!r}")
+    if t < warmup_steps:
+        return linear_warmup(t, warmup_steps, start_factor, 1.0)
+    return max(0.0, (total_steps - t) / (total_steps - warmup_steps))
 
 
 def cosine_warm_restarts(step: int, T_0: int, T_mult: int = 1, min_factor: float = 0.0) -> float:

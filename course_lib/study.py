@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -55,7 +56,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import config, data, models, optim, plots, train
+from . import config, data, models, optim, plots, schedules, train
 from .files import atomic_write_text
 from .regularization import flip_and_translate
 
@@ -64,6 +65,7 @@ __all__ = [
     "StudyConfig",
     "fast_config",
     "full_config",
+    "load_config",
     "RunSpec",
     "ResultStore",
     "search_runs",
@@ -119,6 +121,9 @@ class StudyConfig:
     target_accuracy: float = 0.5
     warmup_fraction: float = 0.1
     augment: bool = True
+    whiten: bool = False  # airbench stem initialised as a frozen patch-whitening layer
+    label_smoothing: float = 0.0  # of the training loss (the reported losses are plain cross-entropy)
+    tta: int = 0  # test-time augmentation level of the reported test accuracy (train.tta_logits)
     lr_grids: dict = field(default_factory=lambda: dict(LR_GRIDS))
     optimizers: tuple = tuple(OPTIMIZERS)
 
@@ -130,6 +135,8 @@ class StudyConfig:
             raise ValueError(f"model must be 'small_cnn' or 'airbench', got {self.model!r}")
         if self.final_seeds < 1 or self.epochs < 1:
             raise ValueError("final_seeds and epochs must be at least 1")
+        if self.whiten and self.model != "airbench":
+            raise ValueError("whiten=True needs the airbench model (its 2x2 stem is the whitening layer)")
 
     def fingerprint(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
@@ -153,8 +160,33 @@ def fast_config() -> StudyConfig:
 
 
 def full_config() -> StudyConfig:
-    """GPU: all of CIFAR-10, the airbench-style net, 10 epochs, four learning rates each."""
-    return StudyConfig(mode="full", model="airbench", epochs=10, batch_size=512, target_accuracy=0.9)
+    """GPU: all of CIFAR-10, the airbench-style net, 10 epochs, four learning rates each.
+
+    The airbench training recipe is shared by every optimizer: whitening stem, label smoothing
+    0.2 and test-time augmentation (six views) of the reported test accuracy.
+    """
+    return StudyConfig(mode="full", model="airbench", epochs=10, batch_size=512, target_accuracy=0.9,
+                       whiten=True, label_smoothing=0.2, tta=2)  # fmt: skip
+
+
+def load_config(out: str | os.PathLike) -> StudyConfig:
+    """The configuration a study in ``out`` ran with (its ``study-config.json``).
+
+    Read results with the configuration that made them, not with today's defaults, which may
+    have changed since: the fingerprint of the loaded configuration matches the stored results.
+    """
+    path = Path(out) / "study-config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: no study has been run in {out}")
+    fields = json.loads(path.read_text())
+    fields["optimizers"] = tuple(fields["optimizers"])  # JSON has no tuples: restore them
+    fields["model_kwargs"] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["model_kwargs"].items()}
+    fields["lr_grids"] = {name: tuple(grid) for name, grid in fields["lr_grids"].items()}
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = set(fields) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown fields {sorted(unknown)} (written by a newer course_lib?)")
+    return StudyConfig(**fields)
 
 
 @dataclass(frozen=True)
@@ -214,15 +246,10 @@ class ResultStore:
         atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def _schedule(cfg: StudyConfig, steps_total: int):
-    warmup = max(1, round(cfg.warmup_fraction * steps_total))
-
-    def factor(step: int) -> float:  # step = number of optimizer steps taken so far
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (steps_total - step) / max(1, steps_total - warmup))
-
-    return factor
+def _loss_fn(cfg: StudyConfig):
+    if not cfg.label_smoothing:
+        return None  # train's default, plain cross-entropy
+    return functools.partial(torch.nn.functional.cross_entropy, label_smoothing=cfg.label_smoothing)
 
 
 def _history_record(history: train.History) -> dict:
@@ -238,23 +265,34 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, train.DeviceData]
               optimizer: tuple[type[torch.optim.Optimizer], dict] | None = None) -> dict:  # fmt: skip
     """Train one run of the study and return its record (history, test accuracy, provenance).
 
-    ``optimizer`` = (class, fixed kwargs) overrides the study's entry for ``spec.optimizer``.
+    ``data``: ``{"train", "test"}`` :class:`~course_lib.train.DeviceData`, and ``"val"`` for the
+    per-epoch validation metrics (without it they are None). ``optimizer`` = (class, fixed kwargs)
+    overrides the study's entry for ``spec.optimizer``. The schedule is
+    :func:`~course_lib.schedules.warmup_linear_decay` over the whole run.
     """
     optimizer_cls, fixed = optimizer if optimizer is not None else OPTIMIZERS[spec.optimizer]
     torch.manual_seed(spec.seed)  # the same initial weights for every optimizer within a seed
     model = cfg.make_model().to(data["train"].device)
-    opt = optimizer_cls(model.parameters(), lr=spec.lr, **fixed)
+    if cfg.whiten:  # from (at most) the first 5,000 training images, the same for every run
+        sample = data["train"].batch(torch.arange(min(5000, len(data["train"])), device=data["train"].device))[0]
+        models.init_whitening_(model[0], sample)
+    opt = optimizer_cls([p for p in model.parameters() if p.requires_grad], lr=spec.lr, **fixed)
     steps_total = cfg.epochs * -(-len(data["train"]) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, steps_total))
-    history = train.train(model, opt, data["train"], val_data=data["val"], epochs=cfg.epochs,
+    warmup = min(max(1, round(cfg.warmup_fraction * steps_total)), steps_total - 1)
+    # the first step already moves: the warm-up starts at 1/warmup of the peak rate
+    sched = schedules.ScheduledLR(opt, schedules.warmup_linear_decay, warmup_steps=warmup,
+                                  total_steps=steps_total, start_factor=1 / max(1, warmup))  # fmt: skip
+    history = train.train(model, opt, data["train"], val_data=data.get("val"), epochs=cfg.epochs,
                           batch_size=cfg.batch_size, scheduler=sched, seed=spec.seed,
                           augment=flip_and_translate if cfg.augment else None, progress=progress,
-                          desc=spec.key)  # fmt: skip
-    test_loss, test_acc = (float("nan"), float("nan")) if history.diverged else train.evaluate(model, data["test"])
+                          loss_fn=_loss_fn(cfg), desc=spec.key)  # fmt: skip
+    test_loss, test_acc = ((float("nan"), float("nan")) if history.diverged
+                           else train.evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
     return {
         "key": spec.key, "fingerprint": cfg.fingerprint(), **dataclasses.asdict(spec),
         "test_loss": test_loss, "test_acc": test_acc,
-        "final_val_acc": history.epochs[-1].val_acc if history.epochs and not history.diverged else float("nan"),
+        "final_val_acc": (history.epochs[-1].val_acc if history.epochs and not history.diverged
+                          and history.epochs[-1].val_acc is not None else float("nan")),
         "time_to_target": history.time_to("val_acc", cfg.target_accuracy),
         "history": _history_record(history), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": str(data["train"].device),
@@ -372,14 +410,21 @@ def final_records(cfg: StudyConfig, records: list[dict]) -> dict[str, list[dict]
 
 
 def summarize(cfg: StudyConfig, records: list[dict]) -> list[dict]:
-    """One row per optimizer: chosen lr, test accuracy mean and std over seeds, time to target."""
+    """One row per optimizer: chosen lr, test accuracy mean and std over seeds, time to target.
+
+    ``lr_at_edge`` is "smallest" or "largest" when the chosen rate is at that end of its grid
+    (the best rate may then lie outside the grid: widen it), else "".
+    """
     rows = []
     for name, runs in final_records(cfg, records).items():
+        grid = cfg.lr_grids[name]
+        lr = runs[0]["lr"] if runs else float("nan")
+        edge = "" if len(grid) < 2 else "smallest" if lr == min(grid) else "largest" if lr == max(grid) else ""
         acc = np.array([r["test_acc"] for r in runs], dtype=float)
         ok = acc[~np.isnan(acc)]
         times = [r["time_to_target"] for r in runs if r["time_to_target"] is not None]
         rows.append({
-            "optimizer": name, "lr": runs[0]["lr"] if runs else float("nan"), "seeds": len(runs),
+            "optimizer": name, "lr": lr, "lr_at_edge": edge, "seeds": len(runs),
             "test_acc_mean": float(ok.mean()) if ok.size else float("nan"),
             "test_acc_std": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
             "diverged": int(np.isnan(acc).sum()),
@@ -438,8 +483,11 @@ def summary_markdown(rows: list[dict], target: float) -> str:
     lines = [f"| optimizer | lr | test accuracy (mean ± std) | seeds | diverged | time to {target:.0%} val acc (s) |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['optimizer']} | {r['lr']:g} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
+        lr = f"{r['lr']:g}" + (f" ({r['lr_at_edge']} in grid)" if r.get("lr_at_edge") else "")
+        lines.append(f"| {r['optimizer']} | {lr} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
                      f"{r['seeds']} | {r['diverged']} | {r['time_to_target_s']:.1f} ({r['reached_target']} runs) |")  # fmt: skip
+    if any(r.get("lr_at_edge") for r in rows):
+        lines.append("\nA rate at the end of its grid may not be the best one: the best may lie outside the grid.")
     return "\n".join(lines)
 
 
@@ -508,13 +556,20 @@ def main(argv: list[str] | None = None) -> int:
                        ("summary", "write summary.md and summary.csv")]:  # fmt: skip
         p = sub.add_parser(name, help=text)
         p.add_argument("--out", required=True, help="directory for results, summary and figures")
-        p.add_argument("--mode", choices=("fast", "full"), default="fast" if config.is_fast() else "full")
+        if name == "summary":
+            p.add_argument("--mode", choices=("fast", "full"), default=None,
+                           help="default: the configuration the study in --out was run with")
+        else:
+            p.add_argument("--mode", choices=("fast", "full"), default="fast" if config.is_fast() else "full")
         if name == "run":
             p.add_argument("--phase", choices=("search", "final", "all"), default="all")
             p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N")
             p.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    cfg = _config_for(args.mode)
+    if args.command == "summary" and args.mode is None:
+        cfg = load_config(args.out) if (Path(args.out) / "study-config.json").exists() else _config_for("full")
+    else:
+        cfg = _config_for(args.mode)
     if args.command == "run":
         run_study(cfg, args.out, phase=args.phase, shard_spec=args.shard,
                   progress=False if args.no_progress else None,
@@ -530,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = summarize(cfg, records)
     out = Path(args.out)
-    (out / "summary.md").write_text(summary_markdown(rows, cfg.target_accuracy) + "\n")
-    (out / "summary.csv").write_text(summary_csv(rows))
+    atomic_write_text(out / "summary.md", summary_markdown(rows, cfg.target_accuracy) + "\n")
+    atomic_write_text(out / "summary.csv", summary_csv(rows))
     figures = save_figures(cfg, records, out)
     print(summary_markdown(rows, cfg.target_accuracy))
     print("wrote " + ", ".join(str(p) for p in [out / "summary.md", out / "summary.csv", *figures]))

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from . import config, data
 
-__all__ = ["DeviceData", "EpochRecord", "History", "train", "evaluate", "cifar10_on_device", "compare_optimizers"]
+__all__ = ["DeviceData", "EpochRecord", "History", "train", "evaluate", "tta_logits", "cifar10_on_device",
+           "compare_optimizers"]
 
 
 @dataclass
@@ -144,9 +145,34 @@ class History:
         return None
 
 
+def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """Translate a batch by (dy, dx) pixels, filling the uncovered border with reflected pixels."""
+    pad = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return padded[..., pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+
+
+def tta_logits(model: nn.Module, x: Tensor, level: int = 0) -> Tensor:
+    """Logits averaged over test-time augmentations (TTA) of the batch ``x``.
+
+    level 0: the images as they are; level 1: the mean over each image and its mirror image;
+    level 2: the mean over six views: the image and its mirror, each also shifted by one pixel
+    down-right and up-left. The views are the augmentations the network was trained on, so each
+    is a fair input, and averaging their logits cancels part of the model's view-to-view noise.
+    """
+    if level not in (0, 1, 2):
+        raise ValueError(f"TTA level must be 0, 1 or 2, got {level}")
+    views = [x] if level == 0 else [x, x.flip(-1)]
+    if level == 2:
+        views += [_shift(v, s, s) for s in (1, -1) for v in views[:2]]
+    return torch.stack([model(_memory_format(v)).float() for v in views]).mean(0)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of ``model`` on ``data`` (eval mode, no augmentation)."""
+def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000, tta: int = 0) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of ``model`` on ``data`` (eval mode, no augmentation;
+    ``tta`` > 0 averages the logits over test-time augmentations, see :func:`tta_logits`)."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
@@ -154,7 +180,7 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000) -> tupl
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
         x, y = data.batch(index)
         with _autocast(data.device):
-            logits = model(_memory_format(x))
+            logits = tta_logits(model, x, tta)
         total_loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     model.train(was_training)

@@ -145,6 +145,23 @@ def test_warmup_cosine_matches_SequentialLR_of_LinearLR_and_CosineAnnealingLR(W,
     assert ref[T] == pytest.approx(eta_min, abs=TOL)
 
 
+@pytest.mark.parametrize("W,T,start", [(10, 100, 0.1), (1, 20, 0.5), (7, 50, 1 / 7)])
+def test_warmup_linear_decay_matches_SequentialLR_of_two_LinearLR(W, T, start):
+    def make(o):
+        return L.SequentialLR(o, [L.LinearLR(o, start_factor=start, total_iters=W),
+                                  L.LinearLR(o, start_factor=1.0, end_factor=0.0, total_iters=T - W)],
+                              milestones=[W])  # fmt: skip
+
+    n = T + 1
+    ref = torch_lrs(make, n)["lr"]
+    ours_ = ours(S.warmup_linear_decay, n, warmup_steps=W, total_steps=T, start_factor=start)
+    assert np.max(np.abs(ours_ - ref)) < TOL
+    f = functools.partial(S.warmup_linear_decay, warmup_steps=W, total_steps=T)
+    assert f(W) == 1.0 and f(T - 1) == 1 / (T - W) and f(T) == 0.0 and f(T + 5) == 0.0
+    with pytest.raises(ValueError, match="warmup_steps"):
+        S.warmup_linear_decay(0, T, T)
+
+
 @pytest.mark.parametrize("W,start,end", [(5, 0.1, 1.0), (10, 1 / 3, 1.0), (8, 0.5, 0.25), (1, 0.2, 1.0)])
 def test_linear_warmup_matches_LinearLR(W, start, end):
     n = 3 * W + 2

@@ -52,6 +52,12 @@ def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
     rows = study.summarize(cfg, records)
     assert [r["optimizer"] for r in rows] == ["SGD", "Adam"] and all(r["seeds"] == 2 for r in rows)
     assert "± " in study.summary_markdown(rows, cfg.target_accuracy)
+    for r in rows:  # two rates per grid: the chosen one is always at an end, and the table says so
+        grid = cfg.lr_grids[r["optimizer"]]
+        assert r["lr_at_edge"] == ("smallest" if r["lr"] == min(grid) else "largest")
+    assert "in grid)" in study.summary_markdown(rows, cfg.target_accuracy)
+    inside = [dict(r, lr_at_edge="") for r in rows]
+    assert "grid" not in study.summary_markdown(inside, cfg.target_accuracy)
 
     # a second run does nothing: every run is already in the results file
     monkeypatch.setattr(study, "train_one", lambda *a, **k: pytest.fail("re-ran a finished run"))
@@ -133,3 +139,29 @@ def test_corrupt_results_file_is_reported(tmp_path):
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="unknown optimizers"):
         study.StudyConfig(mode="x", model="small_cnn", optimizers=("Lion",))
+
+
+def test_summary_reads_the_configuration_the_study_ran_with(tmp_path, cfg, tiny_data, capsys):
+    study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
+    loaded = study.load_config(tmp_path)
+    assert loaded == cfg and loaded.fingerprint() == cfg.fingerprint()
+    assert study.main(["summary", "--out", str(tmp_path)]) == 0  # no --mode: the saved configuration
+    table = (tmp_path / "summary.md").read_text()
+    assert "| SGD |" in table and "| Adam |" in table and "nan ±" not in table
+    with pytest.raises(FileNotFoundError, match="study-config.json"):
+        study.load_config(tmp_path / "nothing-here")
+
+
+def test_airbench_recipe_whitening_label_smoothing_tta(tmp_path, tiny_data):
+    recipe = study.StudyConfig(mode="test", model="airbench", model_kwargs={"widths": (8, 8, 8)}, epochs=1,
+                               batch_size=40, final_seeds=1, augment=False, optimizers=("Nesterov",),
+                               lr_grids={"Nesterov": (0.01,)}, whiten=True, label_smoothing=0.2, tta=2)  # fmt: skip
+    plain = dataclasses.replace(recipe, label_smoothing=0.0, tta=0)
+    spec = study.RunSpec("search", "Nesterov", 0.01, 0)
+    smoothed, unsmoothed = (study.train_one(c, spec, tiny_data, progress=False) for c in (recipe, plain))
+    assert 0 <= smoothed["test_acc"] <= 1 and 0 <= unsmoothed["test_acc"] <= 1
+    # same data, weights and batches: only the loss differs, so the first step's loss does
+    first = smoothed["history"]["step_loss"][0], unsmoothed["history"]["step_loss"][0]
+    assert first[0] != pytest.approx(first[1], rel=1e-4)
+    with pytest.raises(ValueError, match="airbench"):
+        study.StudyConfig(mode="x", model="small_cnn", whiten=True)

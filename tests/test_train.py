@@ -117,3 +117,51 @@ def test_a_loss_that_uses_inputs_gets_the_augmented_batch():
     train.train(model, optim.SGD(model.parameters(), lr=0.1), data, epochs=1, batch_size=16,
                 loss_fn=InputLoss(), progress=False)  # fmt: skip
     assert seen == [(16, 3, 32, 32)] * 2
+
+
+def test_whitening_stem_decorrelates_patches():
+    images, labels = toy_data(64)
+    x = train.DeviceData.from_numpy(images, labels, device="cpu").batch(torch.arange(64))[0]
+    model = models.airbench_net(widths=(8, 8, 8))
+    stem = models.init_whitening_(model[0], x, eps=1e-8)
+    assert not stem.weight.requires_grad and stem.bias.requires_grad
+    assert models.count_parameters(model) == sum(p.numel() for p in model.parameters()) - stem.weight.numel()
+    with torch.no_grad():
+        out = stem(x).permute(0, 2, 3, 1).reshape(-1, 24).double()
+    d = 12
+    cov = torch.cov(out[:, :d].T)
+    assert torch.allclose(cov, torch.eye(d, dtype=cov.dtype), atol=1e-3)
+    assert out[:, :d].mean(0).abs().max() < 1e-4
+    assert torch.allclose(out[:, d:], -out[:, :d], atol=1e-5)
+    with pytest.raises(ValueError, match="24 output channels"):
+        models.init_whitening_(torch.nn.Conv2d(3, 16, 2), x)
+
+
+def test_tta_averages_the_logits_of_the_views():
+    torch.manual_seed(0)
+    model = models.small_cnn(widths=(4, 4, 4), classes=3).eval()
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(train.tta_logits(model, x, 0), model(x))
+        assert torch.allclose(train.tta_logits(model, x, 1), (model(x) + model(x.flip(-1))) / 2, atol=1e-6)
+        # a one-pixel shift down-right: output pixel (i, j) is input pixel (i-1, j-1)
+        shifted = train._shift(x, 1, 1)
+        assert torch.equal(shifted[..., 1:, 1:], x[..., :-1, :-1])
+        assert torch.equal(shifted[..., 0, 1:], x[..., 1, :-1])  # reflected row
+        views = [x, x.flip(-1), shifted, train._shift(x.flip(-1), 1, 1), train._shift(x, -1, -1),
+                 train._shift(x.flip(-1), -1, -1)]
+        expected = torch.stack([model(v) for v in views]).mean(0)
+        assert torch.allclose(train.tta_logits(model, x, 2), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="TTA level"):
+        train.tta_logits(model, x, 3)
+
+
+def test_evaluate_with_tta_on_a_mirror_symmetric_task():
+    images, labels = toy_data(64)  # the class is the brightest channel: mirroring changes nothing
+    data = train.DeviceData.from_numpy(images, labels, device="cpu")
+    torch.manual_seed(0)
+    model = models.small_cnn(widths=(8, 8, 8), classes=3)
+    train.train(model, optim.Adam(model.parameters(), lr=1e-2), data, epochs=3, batch_size=16, progress=False)
+    plain, flip, six = (train.evaluate(model, data, tta=level) for level in (0, 1, 2))
+    assert plain[1] > 0.9 and flip[1] > 0.9 and six[1] > 0.9
+    assert plain[0] != flip[0] != six[0]
