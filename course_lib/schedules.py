@@ -99,6 +99,15 @@ def _check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _check_warmup_then(step, warmup_steps, total_steps) -> tuple[int, int]:
+    """Validate the arguments of a warm-up-then-decay schedule; return ``(step, total_steps)``."""
+    t = _check_step(step)
+    total_steps = _check_positive_int("total_steps", total_steps)
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"warmup_steps must be an integer in [0, total_steps), got {warmup_steps!r}")
+    return t, total_steps
+
+
 def _half_cosine(t: float, period: float) -> float:
     r""":math:`\tfrac12(1 + \cos(\pi t / T))`: 1 at :math:`t=0`, 0 at :math:`t=T`."""
     return (1 + math.cos(math.pi * t / period)) / 2
@@ -187,10 +196,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, start_factor: 
     CosineAnnealingLR(T_max=T-W, eta_min=f_min·η)], milestones=[W])`` (for :math:`f_0 > 0`);
     past :math:`T` it climbs again like :func:`cosine_annealing`.
     """
-    t = _check_step(step)
-    total_steps = _check_positive_int("total_steps", total_steps)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"warmup_steps must be an integer in [0, total_steps), got {warmup_steps!r}")
+    t, total_steps = _check_warmup_then(step, warmup_steps, total_steps)
     if t < warmup_steps:
         return linear_warmup(t, warmup_steps, start_factor, 1.0)
     return cosine_annealing(t - warmup_steps, total_steps - warmup_steps, min_factor)
@@ -210,10 +216,7 @@ def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int, start_fa
     as torch's ``SequentialLR([LinearLR(start_factor=f0, total_iters=W), LinearLR(start_factor=1,
     end_factor=0, total_iters=T-W)], milestones=[W])`` for :math:`f_0 > 0`, up to step :math:`T`.
     """
-    t = _check_step(step)
-    total_steps = _check_positive_int("total_steps", total_steps)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"warmup_steps must be an integer in [0, total_steps), got {warmup_steps!r}")
+    t, total_steps = _check_warmup_then(step, warmup_steps, total_steps)
     if t < warmup_steps:
         return linear_warmup(t, warmup_steps, start_factor, 1.0)
     return max(0.0, (total_steps - t) / (total_steps - warmup_steps))
