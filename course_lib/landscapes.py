@@ -413,6 +413,19 @@ class Trajectory:
         minimum), or None if it never gets there."""
         return _first(self.distances(target) < tol)
 
+    def steps_to_settle(self, tol: float, target: Any = None) -> int | None:
+        """First step from which the point stays within ``tol`` of ``target`` (default: the
+        nearest minimum) for the rest of the run, or None if the last point is not within ``tol``.
+
+        :meth:`steps_to_reach` counts the first visit; this one suits runs that oscillate, such
+        as momentum passing through the minimum several times before it stays there.
+        """
+        outside = np.flatnonzero(self.distances(target) >= tol)
+        if outside.size == 0:
+            return 0
+        settled = int(outside[-1]) + 1
+        return None if settled == len(self) else settled
+
     def escape_step(self, radius: float, center: Any = None) -> int | None:
         """First step at which the point is farther than ``radius`` from ``center`` (default: the
         start) after having been within ``radius`` of it, or None if it never gets out (or never

@@ -288,3 +288,15 @@ def test_basin_labels_and_gradient_norms():
     points = np.array([[0.3, -0.4], [1.9, 1.2], list(land.minima[1])])
     expected = [np.linalg.norm(gradient(land, p)) for p in points]
     np.testing.assert_allclose(gradient_norms(land, points), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_steps_to_settle_counts_from_the_last_exit():
+    # a path along x that overshoots the minimum at 0: 1, 0.3, -0.6, 0.05, -0.02, 0.01
+    xs = np.array([1.0, 0.3, -0.6, 0.05, -0.02, 0.01])
+    traj = Trajectory(points=np.stack([xs, np.zeros_like(xs)], 1), losses=xs**2, label="toy",
+                      minima=((0.0, 0.0),))  # fmt: skip
+    assert traj.steps_to_reach(0.4) == 1  # first visit
+    assert traj.steps_to_settle(0.4) == 3  # stays within from step 3 on, after the overshoot to -0.6
+    assert traj.steps_to_settle(2.0) == 0
+    assert traj.steps_to_settle(0.015) == 5  # only the last point is within
+    assert traj.steps_to_settle(0.005) is None  # the run ends outside
