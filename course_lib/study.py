@@ -46,6 +46,7 @@ import io
 import json
 import os
 import platform
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -504,13 +505,31 @@ def summary_csv(rows: list[dict]) -> str:
 
 
 def provenance(cfg: StudyConfig, command: str, device: str, data_variant: str) -> dict:
-    """What produced a results file: device, versions, data variant, date, exact command."""
+    """What produced a results file: device, versions (course_lib's git commit too, with
+    ``-dirty`` when the working tree had uncommitted changes), data variant, date, exact command."""
     return {
         "command": command, "device": device, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": data_variant, "python": platform.python_version(), "torch": torch.__version__,
+        "data": data_variant, "course_lib": _code_version(), "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "platform": platform.platform(), "config": dataclasses.asdict(cfg),
         "fingerprint": cfg.fingerprint(),
     }  # fmt: skip
+
+
+def _code_version() -> str:
+    """``course_lib`` version and, in a git checkout, the commit (``+dirty`` if modified)."""
+    from . import __version__
+
+    root = Path(__file__).resolve().parent.parent  # the checkout, for an editable install
+    if not (root / "pyproject.toml").is_file():
+        return __version__
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__} (git {commit}{'+dirty' if dirty else ''})"
 
 
 def data_variant(data_dir=None) -> str:

@@ -165,3 +165,17 @@ def test_airbench_recipe_whitening_label_smoothing_tta(tmp_path, tiny_data):
     assert first[0] != pytest.approx(first[1], rel=1e-4)
     with pytest.raises(ValueError, match="airbench"):
         study.StudyConfig(mode="x", model="small_cnn", whiten=True)
+
+
+def test_provenance_records_what_produced_the_results(tmp_path, cfg):
+    import course_lib
+
+    entry = study.provenance(cfg, "python -m course_lib.study run --mode fast --out x", "cpu", "CIFAR-10 (test)")
+    assert entry["command"].endswith("--out x") and entry["device"] == "cpu" and entry["data"] == "CIFAR-10 (test)"
+    assert entry["course_lib"].startswith(course_lib.__version__)
+    assert entry["fingerprint"] == cfg.fingerprint() and entry["config"]["epochs"] == cfg.epochs
+    for key in ("date", "python", "torch", "numpy", "platform"):
+        assert entry[key]
+    study.record_provenance(tmp_path, entry)
+    study.record_provenance(tmp_path, dict(entry, device="cuda:0"))  # a resumed run on another machine
+    assert [e["device"] for e in json.loads((tmp_path / "provenance.json").read_text())] == ["cpu", "cuda:0"]
