@@ -140,8 +140,28 @@ class StudyConfig:
             raise ValueError("whiten=True needs the airbench model (its 2x2 stem is the whitening layer)")
 
     def fingerprint(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """A short hash of the settings that differ from their defaults: it keys the results.
+
+        Leaving default values out means that a setting added later, whose default keeps the
+        old behaviour, does not change the fingerprints of studies already run.
+        """
+
+        def canonical(value) -> str:
+            return json.dumps(value, sort_keys=True, default=str)
+
+        settings = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                settings[f.name] = value
+                continue
+            if canonical(value) != canonical(default):
+                settings[f.name] = value
+        return hashlib.sha256(canonical(settings).encode()).hexdigest()[:12]
 
     def make_model(self) -> torch.nn.Module:
         return (models.small_cnn if self.model == "small_cnn" else models.airbench_net)(**self.model_kwargs)

@@ -179,3 +179,13 @@ def test_provenance_records_what_produced_the_results(tmp_path, cfg):
     study.record_provenance(tmp_path, entry)
     study.record_provenance(tmp_path, dict(entry, device="cuda:0"))  # a resumed run on another machine
     assert [e["device"] for e in json.loads((tmp_path / "provenance.json").read_text())] == ["cpu", "cuda:0"]
+
+
+def test_a_new_setting_at_its_default_keeps_old_fingerprints(cfg):
+    Extended = dataclasses.make_dataclass("Extended", [("new_option", bool, dataclasses.field(default=False))],
+                                          bases=(study.StudyConfig,), frozen=True)  # fmt: skip
+    same = Extended(**dataclasses.asdict(cfg))
+    assert same.fingerprint() == cfg.fingerprint()
+    assert Extended(**dataclasses.asdict(cfg), new_option=True).fingerprint() != cfg.fingerprint()
+    assert dataclasses.replace(cfg, tta=0).fingerprint() == cfg.fingerprint()  # tta=0 is the default
+    assert dataclasses.replace(cfg, tta=1).fingerprint() != cfg.fingerprint()
