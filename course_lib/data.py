@@ -627,6 +627,30 @@ def _add_to_tar(tf: tarfile.TarFile, name: str, data: bytes | None) -> None:
         tf.addfile(info, io.BytesIO(data))
 
 
+def _write_tar(path: Path, members: list[tuple[str, bytes | None]]) -> None:
+    """Write ``members`` (name, bytes; None for a directory) as a tar, gzipped for .gz/.tgz, atomically."""
+
+    def write(f: io.BufferedWriter) -> None:
+        with tarfile.open(fileobj=f, mode=_tar_mode(path, write=True)) as tf:
+            for name, data in members:
+                _add_to_tar(tf, name, data)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
+
+
+def _write_zip(path: Path, members: list[tuple[str, bytes]]) -> None:
+    """Write ``members`` (name, bytes) as a deflated zip, atomically."""
+
+    def write(f: io.BufferedWriter) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
+
+
 def write_official_archive(
     path: str | os.PathLike,
     images_by_split: Mapping[str, np.ndarray],
@@ -672,14 +696,7 @@ def write_official_archive(
             members.append((f"{BATCHES_DIR}/{names[i]}", pickle.dumps(batch, protocol=2)))
     readme = b'<meta HTTP-EQUIV="REFRESH" content="0; url=https://www.cs.toronto.edu/~kriz/cifar.html">'
     members.append((f"{BATCHES_DIR}/readme.html", readme))
-
-    def write(f: io.BufferedWriter) -> None:
-        with tarfile.open(fileobj=f, mode=_tar_mode(path, write=True)) as tf:
-            for name, data in members:
-                _add_to_tar(tf, name, data)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
+    _write_tar(path, members)
     return path
 
 
@@ -730,17 +747,5 @@ def write_image_folder(
     if path.exists():
         kept = list(_iter_files(path, lambda rel: rel.split("/", 1)[0] != split))
     everything = sorted(kept + files)
-
-    def write(f: io.BufferedWriter) -> None:
-        if path.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name, data in everything:
-                    zf.writestr(name, data)
-        else:
-            with tarfile.open(fileobj=f, mode=_tar_mode(path, write=True)) as tf:
-                for name, data in everything:
-                    _add_to_tar(tf, name, data)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
+    (_write_zip if path.name.lower().endswith(".zip") else _write_tar)(path, everything)
     return path
