@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.93, help="test accuracy to report against")
     args = parser.parse_args(argv)
+    if args.runs < 1 or args.epochs < 1 or args.batch_size < 1:
+        parser.error("--runs, --epochs and --batch-size must be at least 1")
 
     device = config.device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"

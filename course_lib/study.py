@@ -203,7 +203,10 @@ def load_config(out: str | os.PathLike) -> StudyConfig:
     path = Path(out) / "study-config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: no study has been run in {out}")
-    fields = json.loads(path.read_text())
+    try:
+        fields = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a study configuration ({exc.msg})") from exc
     fields["optimizers"] = tuple(fields["optimizers"])  # JSON has no tuples: restore them
     fields["model_kwargs"] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["model_kwargs"].items()}
     fields["lr_grids"] = {name: tuple(grid) for name, grid in fields["lr_grids"].items()}

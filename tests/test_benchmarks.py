@@ -36,3 +36,6 @@ def test_airbench_speed_compares_course_lib_and_torch_on_identical_runs(monkeypa
     assert "ratio" in out and "0.05" in out
     with pytest.raises(SystemExit):
         bench.main(["--tta", "5"])
+    with pytest.raises(SystemExit):
+        bench.main(["--runs", "0"])
+    assert "--runs, --epochs and --batch-size must be at least 1" in capsys.readouterr().err

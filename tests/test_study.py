@@ -150,6 +150,9 @@ def test_summary_reads_the_configuration_the_study_ran_with(tmp_path, cfg, tiny_
     assert "| SGD |" in table and "| Adam |" in table and "nan ±" not in table
     with pytest.raises(FileNotFoundError, match="study-config.json"):
         study.load_config(tmp_path / "nothing-here")
+    (tmp_path / "study-config.json").write_text('{"mode": "fast",')  # cut off mid-write by hand
+    with pytest.raises(ValueError, match="study-config.json: not a study configuration"):
+        study.load_config(tmp_path)
 
 
 def test_airbench_recipe_whitening_label_smoothing_tta(tmp_path, tiny_data):
