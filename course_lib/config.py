@@ -16,11 +16,12 @@ variable           meaning                                      default
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -83,6 +84,21 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global generator seeded with ``seed``, restoring it afterwards.
+
+    For library code that must draw from the global generator (a model's initial weights made
+    by ``nn.Linear``, ``nn.Dropout``'s masks): inside the block the draws repeat for a given
+    ``seed``; outside it, the caller's generator state is exactly as it was (no hidden reseeding).
+    CUDA generators are forked too when CUDA is available.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def show_progress(progress: bool | None = None) -> bool:

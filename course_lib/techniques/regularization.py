@@ -1,6 +1,6 @@
-r"""Regularization: penalties, dropout from scratch, on-device augmentations, gap experiments.
+r"""Regularization: L2 and L1 penalties, weight decay on weights only, and the train/validation gap.
 
-Penalties (a function of a model, to add to the loss; ``train.train(..., penalty=...)``)
+Penalties (a function of a model, to add to the loss; ``engine.train(..., penalty=...)``)
 ------------------------------------------------------------------------------------------
 The course's convention, with :math:`\lambda` the ``weight_decay`` of the optimizers:
 
@@ -21,23 +21,23 @@ By default biases and normalisation parameters (every parameter with fewer than 
 are left out, the common practice; ``include_bias_and_norm=True`` penalises every parameter,
 as the optimizers' ``weight_decay`` does unless given :func:`parameter_groups`.
 
-Dropout
--------
-Inverted dropout (Srivastava et al. 2014, in the form every framework uses): during training
-each unit is kept with probability :math:`q = 1 - p` and scaled by :math:`1/q`, so its expected
-value is unchanged and evaluation needs no rescaling. ``p`` is the DROP probability, as in
-``torch.nn.Dropout``; older texts and courses write the KEEP probability (``keep_prob``)
-:math:`q = 1 - p`. Both spellings are accepted here (``keep_prob=`` or :func:`keep_prob_to_p`).
+Dropout (:mod:`course_lib.techniques.dropout`) is the other regularizer the experiments compare.
 
-Augmentations (batches N x C x H x W)
--------------------------------------
-Random numbers are drawn on the CPU from an explicit ``torch.Generator`` (a handful per image)
-and moved to the batch's device, so an augmented run repeats exactly on any device.
+Augmentation
+------------
+The augmentations themselves are computed on the device by :mod:`course_lib.engine.augment`
+(the training loop applies them); :func:`show_augmentations` draws what they do.
+
+Experiments
+-----------
+:func:`compare_regularizers` trains one model per :class:`Setting` through
+:func:`course_lib.engine.compare.compare_variants` (same initial weights, same batches) and
+measures each run's final train/validation gap.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
@@ -45,93 +45,19 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from . import train
+from ..engine.compare import Variant, compare_variants
+from ..engine.device_data import DeviceData
+from ..engine.loop import History, evaluate
 
 __all__ = [
-    # augmentations
-    "random_flip", "random_translate", "flip_and_translate", "rotate", "random_rotate",
-    "flip_translate_rotate",
     # penalties
     "penalised_parameters", "parameter_groups", "squared_norm", "abs_norm", "l2_penalty",
     "l1_penalty", "penalty", "l2_vs_weight_decay", "fraction_near_zero",
-    # dropout
-    "keep_prob_to_p", "p_to_keep_prob", "apply_dropout_mask", "dropout", "Dropout", "dropout_mlp",
     # experiments
     "Setting", "RunResult", "compare_regularizers", "accuracy_difference", "gap_table", "plot_gaps",
     "plot_weight_histograms", "show_augmentations",
 ]  # fmt: skip
-
-
-def _uniform(n: int, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(n, generator=generator)
-
-
-def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    flip = (_uniform(x.shape[0], generator) < 0.5).to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
-
-
-def random_translate(x: Tensor, pad: int = 2, generator: torch.Generator | None = None) -> Tensor:
-    """Shift each image by a random (dy, dx) in [-pad, pad]^2, filling with reflected pixels.
-
-    Equivalent to reflect-padding by ``pad`` and taking a random crop of the original size.
-    """
-    if pad == 0:
-        return x
-    if pad < 0:
-        raise ValueError(f"pad must be non-negative, got {pad}")
-    n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
-    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
-    rows = shifts[0, :, None] + torch.arange(h, device=x.device)  # n x h
-    cols = shifts[1, :, None] + torch.arange(w, device=x.device)  # n x w
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def flip_and_translate(x: Tensor, generator: torch.Generator | None = None, pad: int = 2) -> Tensor:
-    """The standard CIFAR-10 augmentation: random horizontal flip, then random translate."""
-    return random_translate(random_flip(x, generator), pad=pad, generator=generator)
-
-
-def rotate(x: Tensor, degrees: float | Tensor) -> Tensor:
-    """Rotate each image counter-clockwise (as displayed, rows downwards) by ``degrees``.
-
-    ``degrees`` is one number or one per image (shape N). The output pixel at centred
-    coordinates :math:`p` (x to the right, y downwards, both in [-1, 1]) takes the input at
-    :math:`R p` with :math:`R = \\begin{pmatrix}\\cos a & -\\sin a\\\\ \\sin a & \\cos a\\end{pmatrix}`
-    (bilinear interpolation, ``affine_grid`` + ``grid_sample``, reflected at the border).
-    For square images, 90 degrees equals ``torch.rot90(x, 1, dims=(-2, -1))``. (The coordinates
-    are normalised per axis, so a non-square image would also be sheared; CIFAR's are square.)
-    """
-    n = x.shape[0]
-    angle = torch.as_tensor(degrees, dtype=torch.float64).to(x.device).expand(n) * (math.pi / 180)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    zero = torch.zeros_like(angle)
-    theta = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def random_rotate(x: Tensor, max_degrees: float = 10.0, generator: torch.Generator | None = None) -> Tensor:
-    """Rotate each image by an angle drawn uniformly from [-max_degrees, max_degrees] (see :func:`rotate`)."""
-    if max_degrees < 0:
-        raise ValueError(f"max_degrees must be non-negative, got {max_degrees}")
-    if max_degrees == 0:
-        return x
-    degrees = (2 * _uniform(x.shape[0], generator) - 1) * max_degrees
-    return rotate(x, degrees)
-
-
-def flip_translate_rotate(x: Tensor, generator: torch.Generator | None = None, pad: int = 2,
-                          max_degrees: float = 10.0) -> Tensor:  # fmt: skip
-    """:func:`flip_and_translate`, then :func:`random_rotate` by up to ``max_degrees``."""
-    return random_rotate(flip_and_translate(x, generator, pad=pad), max_degrees, generator)
-
 
 # --------------------------------------------------------------------------------------------
 # Penalties
@@ -201,7 +127,7 @@ def _check_strength(value: float) -> None:
 
 
 class _Penalty:
-    """A penalty bound to its strength: ``penalty(model)`` for ``train.train(penalty=...)``."""
+    """A penalty bound to its strength: ``penalty(model)`` for ``engine.train(penalty=...)``."""
 
     def __init__(self, kind: str, strength: float, include_bias_and_norm: bool):
         if kind not in ("l1", "l2"):
@@ -219,7 +145,7 @@ class _Penalty:
 
 def penalty(kind: str, strength: float, include_bias_and_norm: bool = False) -> Callable[[nn.Module], Tensor]:
     """``penalty("l2", 1e-4)``: a callable ``model -> tensor`` computing :func:`l2_penalty`
-    (or :func:`l1_penalty` for ``"l1"``) with that strength, for ``train.train(penalty=...)``."""
+    (or :func:`l1_penalty` for ``"l1"``) with that strength, for ``engine.train(penalty=...)``."""
     return _Penalty(kind, strength, include_bias_and_norm)
 
 
@@ -266,106 +192,6 @@ def fraction_near_zero(model: nn.Module | Iterable[Tensor], threshold: float,
 
 
 # --------------------------------------------------------------------------------------------
-# Dropout, from scratch
-# --------------------------------------------------------------------------------------------
-
-
-def keep_prob_to_p(keep_prob: float) -> float:
-    """The drop probability ``p = 1 - keep_prob`` (torch's ``p``) from an older text's keep probability."""
-    if not 0 < keep_prob <= 1:
-        raise ValueError(f"keep_prob must be in (0, 1] (it is the probability of KEEPING a unit), got {keep_prob}")
-    return 1.0 - keep_prob
-
-
-def p_to_keep_prob(p: float) -> float:
-    """The keep probability ``1 - p`` from torch's drop probability ``p``."""
-    _check_p(p)
-    return 1.0 - p
-
-
-def _check_p(p: float) -> None:
-    if not 0 <= p < 1:
-        hint = " (p is the DROP probability; for a keep probability q pass keep_prob=q, i.e. p = 1 - q)"
-        raise ValueError(f"dropout p must be in [0, 1), got {p}{hint}")
-
-
-def _resolve_p(p: float | None, keep_prob: float | None) -> float:
-    if keep_prob is not None:
-        if p is not None:
-            raise ValueError("give either p (drop probability) or keep_prob, not both")
-        p = keep_prob_to_p(keep_prob)
-    if p is None:
-        p = 0.5
-    _check_p(p)
-    return float(p)
-
-
-def apply_dropout_mask(x: Tensor, keep_mask: Tensor, p: float) -> Tensor:
-    """Inverted dropout with a given mask: :math:`x \\odot m / (1 - p)`, ``keep_mask`` 1 where a
-    unit is kept (probability :math:`1-p`) and 0 where it is dropped."""
-    _check_p(p)
-    return x * keep_mask / (1 - p)
-
-
-def dropout(x: Tensor, p: float | None = None, training: bool = True, generator: torch.Generator | None = None,
-            *, keep_prob: float | None = None) -> Tensor:  # fmt: skip
-    """Inverted dropout: zero each entry with probability ``p``, scale the rest by :math:`1/(1-p)`.
-
-    ``p`` is the drop probability (default 0.5), as in ``torch.nn.functional.dropout``; or give
-    ``keep_prob`` :math:`= 1 - p` instead. Identity when ``training`` is False or ``p == 0``.
-    The mask is drawn on ``generator``'s device when one is given (then moved to ``x``'s), else
-    from the global generator on ``x``'s device. :math:`E[\\text{out}] = x`,
-    :math:`\\mathrm{Var}[\\text{out}] = x^2 p/(1-p)`.
-    """
-    p = _resolve_p(p, keep_prob)
-    if not training or p == 0:
-        return x
-    where = generator.device if generator is not None else x.device
-    keep_mask = (torch.rand(x.shape, generator=generator, device=where) >= p).to(x.device, x.dtype)
-    return apply_dropout_mask(x, keep_mask, p)
-
-
-class Dropout(nn.Module):
-    """:func:`dropout` as a module: active in ``train()`` mode, the identity in ``eval()`` mode.
-
-    ``Dropout(0.2)`` drops 20% of the units (torch's meaning of ``p``);
-    ``Dropout(keep_prob=0.8)`` is the same layer written with the keep probability.
-    """
-
-    def __init__(self, p: float | None = None, *, keep_prob: float | None = None,
-                 generator: torch.Generator | None = None) -> None:  # fmt: skip
-        super().__init__()
-        self.p = _resolve_p(p, keep_prob)
-        self.generator = generator
-
-    @property
-    def keep_prob(self) -> float:
-        return 1.0 - self.p
-
-    def forward(self, x: Tensor) -> Tensor:
-        return dropout(x, self.p, self.training, self.generator)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p:g}, keep_prob={self.keep_prob:g}"
-
-
-def dropout_mlp(hidden: int = 256, layers: int = 2, p: float = 0.0, downsample: int = 2,
-                in_shape: tuple[int, int, int] = (3, 32, 32), classes: int = 10) -> nn.Module:  # fmt: skip
-    """An MLP for the regularization experiments: average-pool by ``downsample`` (a cheap
-    input: 3 x 16 x 16 by default), then ``layers`` x (linear, ReLU, :class:`Dropout` ``p``),
-    then a linear head. A :class:`Dropout` layer is present even when ``p = 0`` (the identity),
-    so models with different ``p`` have the same ``state_dict`` keys and can share weights."""
-    c, h, w = in_shape
-    mods: list[nn.Module] = [nn.AvgPool2d(downsample) if downsample > 1 else nn.Identity(), nn.Flatten()]
-    width = c * (h // downsample) * (w // downsample)
-    for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.ReLU(), Dropout(p)]
-        width = hidden
-    mods.append(nn.Linear(width, classes))
-    return nn.Sequential(*mods)
-
-
-# --------------------------------------------------------------------------------------------
 # Experiments: the train/validation gap under several regularizers
 # --------------------------------------------------------------------------------------------
 
@@ -378,7 +204,7 @@ class Setting:
     ``optimizer_kwargs``; a ``weight_decay`` among them is applied through
     :func:`parameter_groups` (weights only, unless ``decay_bias_and_norm``). ``model_kwargs``
     go to the model function (e.g. ``{"p": 0.5}`` for dropout); ``penalty`` and ``augment`` go
-    to ``train.train``.
+    to the training loop.
     """
 
     optimizer: type
@@ -388,13 +214,21 @@ class Setting:
     augment: Callable[..., Tensor] | None = None
     decay_bias_and_norm: bool = False
 
+    def variant(self) -> Variant:
+        """This setting as a :class:`~course_lib.engine.compare.Variant` of a comparison."""
+        kwargs = dict(self.optimizer_kwargs)
+        groups = functools.partial(parameter_groups, weight_decay=kwargs.pop("weight_decay", 0.0),
+                                   include_bias_and_norm=self.decay_bias_and_norm)  # fmt: skip
+        return Variant(self.optimizer, kwargs, penalty=self.penalty, augment=self.augment,
+                       model_kwargs=self.model_kwargs, parameters=groups)  # fmt: skip
+
 
 @dataclass
 class RunResult:
     """What :func:`compare_regularizers` keeps of one run. Accuracies are measured at the end,
     in eval mode (no dropout) and without augmentation, on the whole train and val sets."""
 
-    history: train.History
+    history: History
     model: nn.Module
     train_acc: float
     val_acc: float
@@ -410,34 +244,25 @@ def compare_regularizers(model_fn: Callable[..., nn.Module], settings: Mapping[s
                          progress: bool | None = None) -> dict[str, RunResult]:  # fmt: skip
     """Train one model per setting (label -> :class:`Setting`) and measure its final gap.
 
-    Every model starts from the same initial weights: ``model_fn()`` is built once after
-    ``torch.manual_seed(seed)`` and its ``state_dict`` loaded into ``model_fn(**model_kwargs)``
-    (so the settings' architectures must have the same parameters, e.g. :func:`dropout_mlp`
-    with different ``p``). Every run sees the same batch order (``seed``) and restarts the
-    global generator (dropout masks) from ``seed``.
+    :func:`~course_lib.engine.compare.compare_variants`: every model starts from the initial
+    weights of ``model_fn()`` built with ``seed``, loaded into ``model_fn(**model_kwargs)`` (so
+    the settings' architectures must have the same parameters, e.g. :func:`dropout_mlp` with
+    different ``p``); every run sees the same batch order and augmentation (``seed``) and draws
+    its dropout masks from a generator seeded with ``seed``.
     """
-    torch.manual_seed(seed)
-    initial = copy.deepcopy(model_fn().state_dict())
+    runs = compare_variants(model_fn, {label: s.variant() for label, s in settings.items()}, train_data,
+                            epochs=epochs, batch_size=batch_size, val_data=val_data, seed=seed,
+                            progress=progress)  # fmt: skip
     results = {}
-    for label, s in settings.items():
-        model = model_fn(**s.model_kwargs)
-        model.load_state_dict(initial)
-        model.to(train_data.device)
-        kwargs = dict(s.optimizer_kwargs)
-        groups = parameter_groups(model, kwargs.pop("weight_decay", 0.0), s.decay_bias_and_norm)
-        optimizer = s.optimizer(groups, **kwargs)
-        torch.manual_seed(seed)
-        history = train.train(model, optimizer, train_data, epochs=epochs, batch_size=batch_size,
-                              val_data=val_data, augment=s.augment, penalty=s.penalty, seed=seed,
-                              progress=progress, desc=label)  # fmt: skip
-        _, train_acc = train.evaluate(model, train_data)
-        _, val_acc = train.evaluate(model, val_data)
-        results[label] = RunResult(history, model, train_acc, val_acc)
+    for label, run in runs.items():
+        _, train_acc = evaluate(run.model, train_data)
+        _, val_acc = evaluate(run.model, val_data)
+        results[label] = RunResult(run.history, run.model, train_acc, val_acc)
     return results
 
 
 @torch.no_grad()
-def accuracy_difference(model_a: nn.Module, model_b: nn.Module, data: train.DeviceData,
+def accuracy_difference(model_a: nn.Module, model_b: nn.Module, data: DeviceData,
                         batch_size: int = 1000) -> tuple[float, float]:  # fmt: skip
     r"""Accuracy of ``model_a`` minus that of ``model_b`` on ``data``, and its standard error.
 
@@ -524,7 +349,7 @@ def plot_weight_histograms(models: Mapping[str, nn.Module], ax=None, bins: int =
 
 
 @torch.no_grad()
-def show_augmentations(data: train.DeviceData, augments: Mapping[str, Callable[..., Tensor]], n: int = 6,
+def show_augmentations(data: DeviceData, augments: Mapping[str, Callable[..., Tensor]], n: int = 6,
                        seed: int = 0, index: Tensor | None = None):  # fmt: skip
     """A grid of images: the first row the originals, then one row per augmentation
     (label -> ``augment(x, generator=...)``, each with a fresh generator seeded by ``seed``).

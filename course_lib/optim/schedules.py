@@ -22,9 +22,8 @@ when it is built, and ``f(k)`` the value after ``k`` calls of its ``step()``. Th
 check each function against the matching torch scheduler to within 1e-12.
 
 :class:`ScheduledLR` drives any torch-style optimizer (``course_lib.optim`` or ``torch.optim``)
-with one of these functions; :func:`compare_schedules` trains one model per schedule from the
-same initial weights; :func:`run_scheduler` and :func:`max_difference` record and compare what
-schedulers set.
+with one of these functions; :func:`run_scheduler` records what a scheduler sets, step by step
+(:func:`course_lib.optim.parity.max_schedule_difference` compares two).
 
 Where torch surprises (each is shown by a unit test):
 
@@ -44,7 +43,7 @@ Where torch surprises (each is shown by a unit test):
   but it *extrapolates* the last phase: with cosine annealing the rate jumps back up (to about
   1% of ``max_lr`` for :math:`T` = 20) and the momentum back down, with linear annealing
   the rate becomes **negative** and the momentum exceeds ``max_momentum``. One more
-  ``step()`` raises ``ValueError``. (:func:`course_lib.train.train` records the rate after
+  ``step()`` raises ``ValueError``. (:func:`course_lib.engine.loop.train` records the rate after
   each epoch's last ``step()``, so a history then shows that extrapolated rate.)
   :func:`one_cycle` holds the final values (:math:`1/(d\,d_f)`, ``max_momentum``) for
   :math:`t \ge T` instead.
@@ -56,11 +55,10 @@ Where torch surprises (each is shown by a unit test):
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import numbers
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -78,8 +76,6 @@ __all__ = [
     "factors",
     "ScheduledLR",
     "run_scheduler",
-    "max_difference",
-    "compare_schedules",
 ]
 
 Schedule = Callable[[int], "float | tuple[float, float]"]
@@ -348,7 +344,7 @@ class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
     ``momentum`` (SGD, RMSprop); ``cycle_momentum=False`` leaves momentum alone.
 
     It is a ``torch.optim.lr_scheduler.LRScheduler``, so ``get_last_lr()``, ``last_epoch``
-    and ``course_lib.train.train(..., scheduler=..., scheduler_interval="step")`` work as
+    and ``course_lib.engine.loop.train(..., scheduler=..., scheduler_interval="step")`` work as
     with torch's own. ``state_dict()`` holds the step count but, like ``LambdaLR``, not the
     schedule function: rebuild the scheduler with the same schedule, then load the state.
     """
@@ -399,7 +395,7 @@ def _group_momentum(group: dict[str, Any]) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Recording and comparing
+# Recording
 # --------------------------------------------------------------------------------------------
 
 
@@ -426,54 +422,3 @@ def run_scheduler(make_scheduler: Callable[[torch.optim.Optimizer], Any], steps:
             optimizer.step()  # no gradient: a no-op that counts as "optimizer.step() was called"
             scheduler.step()
     return {"lr": np.array(lrs), "momentum": np.array(momenta)}
-
-
-def max_difference(schedule: Schedule, make_torch_scheduler: Callable[[torch.optim.Optimizer], Any], steps: int,
-                   optimizer_cls: type[torch.optim.Optimizer] = torch.optim.SGD, lr: float = 0.1,
-                   **optimizer_kwargs: Any) -> float:  # fmt: skip
-    """Largest absolute difference between the rates (and momenta) set by :class:`ScheduledLR`
-    with ``schedule`` and by ``make_torch_scheduler(optimizer)``, over ``steps`` steps.
-
-    E.g. ``max_difference(functools.partial(step_decay, step_size=10), lambda o: StepLR(o, 10), 50)``.
-    Momenta are compared where both runs have one (NaN in neither).
-    """
-    ours = run_scheduler(lambda opt: ScheduledLR(opt, schedule), steps, optimizer_cls, lr, **optimizer_kwargs)
-    theirs = run_scheduler(make_torch_scheduler, steps, optimizer_cls, lr, **optimizer_kwargs)
-    diff = float(np.max(np.abs(ours["lr"] - theirs["lr"])))
-    both = ~np.isnan(ours["momentum"]) & ~np.isnan(theirs["momentum"])
-    if both.any():
-        diff = max(diff, float(np.max(np.abs(ours["momentum"][both] - theirs["momentum"][both]))))
-    return diff
-
-
-def compare_schedules(
-    model_fn: Callable[[], torch.nn.Module],
-    optimizer_cls: type[torch.optim.Optimizer],
-    optimizer_kwargs: Mapping[str, Any],
-    schedules: Mapping[str, Schedule | None],
-    train_data,
-    *,
-    seed: int = 0,
-    **train_kwargs: Any,
-) -> dict:
-    """Train one fresh model per schedule (label -> ``f(step)``, or None for a constant rate).
-
-    Every model starts from the same initial weights (made by ``model_fn`` after seeding with
-    ``seed``), sees the same batches in the same order and uses the same optimizer and
-    ``optimizer_kwargs``; only the schedule differs. It is stepped after every optimizer
-    step (:class:`ScheduledLR`). ``train_kwargs`` go to :func:`course_lib.train.train`
-    (``epochs``, ``batch_size``, ``val_data``, ...). Returns label -> ``History``.
-    """
-    from . import train as _train  # here, so that importing the schedules needs no data code
-
-    torch.manual_seed(seed)
-    initial = copy.deepcopy(model_fn().state_dict())
-    histories = {}
-    for label, schedule in schedules.items():
-        model = model_fn().to(train_data.device)
-        model.load_state_dict(initial)
-        optimizer = optimizer_cls(model.parameters(), **optimizer_kwargs)
-        scheduler = ScheduledLR(optimizer, schedule) if schedule is not None else None
-        histories[label] = _train.train(model, optimizer, train_data, seed=seed, scheduler=scheduler,
-                                        scheduler_interval="step", desc=label, **train_kwargs)  # fmt: skip
-    return histories

@@ -15,7 +15,7 @@ One step of the average of a sequence :math:`x_1, x_2, \dots` with decay :math:`
   first weight; also the mean age :math:`\sum_k k(1-\beta)\beta^k = \beta/(1-\beta)` plus one).
 
 Momentum is an EWMA of gradients, RMSProp an EWMA of squared gradients, Adam both with bias
-correction: :mod:`course_lib.optim` calls :func:`ewma_step_`, :func:`ewma_square_step_` and
+correction: :mod:`course_lib.optim.rules` calls :func:`ewma_step_`, :func:`ewma_square_step_` and
 :func:`bias_correction_factor` from this module.
 """
 

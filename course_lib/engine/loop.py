@@ -1,21 +1,27 @@
-"""Training on data that lives on the device: batches by index, augmentation on the device.
-
-The images are moved to the device once, as uint8 (50,000 CIFAR-10 images take 150 MB); each
-step indexes a batch, converts and normalises it on the device, optionally augments it, and
-takes one optimizer step. There is no DataLoader and no host-to-device copy inside the loop.
+"""The training loop: train any torch-style optimizer on device-resident data, and evaluate.
 
 :func:`train` takes any torch-style optimizer (``course_lib.optim`` or ``torch.optim``) and an
-optional scheduler, records per-step losses and per-epoch metrics with wall time, and stops
-cleanly, marking the run diverged, when the loss stops being finite.
+optional scheduler, records per-step losses and per-epoch metrics with wall time
+(:class:`History`), and stops cleanly, marking the run diverged, when the loss stops being
+finite. Each step is the six lines chapter 01 writes out by hand::
+
+    x, y = train_data.batch(index, augment=augment, generator=generator)
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+On CUDA the forward pass runs under bf16 autocast (:func:`autocast`) in channels-last layout
+(:func:`to_memory_format`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,94 +29,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from . import config, data
+from .. import config
+from .augment import shift
+from .device_data import DeviceData
 
-__all__ = ["DeviceData", "EpochRecord", "History", "train", "evaluate", "tta_logits", "cifar10_on_device",
-           "compare_optimizers"]
-
-
-@dataclass
-class DeviceData:
-    """Images (N x 3 x H x W, uint8) and labels (N, int64) held on one device, plus the
-    per-channel mean and std (in [0, 1] units) used to normalise a batch."""
-
-    images: Tensor
-    labels: Tensor
-    mean: Tensor
-    std: Tensor
-
-    @classmethod
-    def from_numpy(cls, images: np.ndarray, labels: np.ndarray, device: torch.device | str | None = None,
-                   stats: tuple[Tensor, Tensor] | None = None) -> "DeviceData":  # fmt: skip
-        """From ``load_cifar10``'s arrays (N x H x W x 3 uint8, N int64).
-
-        ``stats``: the (mean, std) to normalise with; by default computed from these images.
-        Pass the training set's stats when building the validation or test set.
-        """
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must be N x H x W x 3 uint8, got {images.shape} {images.dtype}")
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        dev = torch.device(device) if device is not None else config.device()
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(dev)
-        y = torch.as_tensor(labels, dtype=torch.int64).to(dev)
-        if stats is None:
-            as_float = x.float() / 255
-            stats = as_float.mean(dim=(0, 2, 3)), as_float.std(dim=(0, 2, 3))
-        mean, std = (s.to(dev, torch.float32) for s in stats)
-        return cls(x, y, mean, std)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
-
-    @property
-    def stats(self) -> tuple[Tensor, Tensor]:
-        return self.mean, self.std
-
-    def batch(self, index: Tensor, augment: Callable[..., Tensor] | None = None,
-              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
-        """Normalised float batch ``(x, y)`` for the given indices, augmented if asked."""
-        x = self.images[index].float().div_(255)
-        x = (x - self.mean[:, None, None]) / self.std[:, None, None]
-        if augment is not None:
-            x = augment(x, generator=generator)
-        return x, self.labels[index]
-
-
-def cifar10_on_device(
-    *,
-    train_per_class: int | None = None,
-    val_fraction: float = 0.1,
-    test_per_class: int | None = None,
-    with_test: bool = False,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    data_dir=None,
-) -> dict[str, DeviceData]:
-    """CIFAR-10 on the device as ``{"train", "val"[, "test"]}`` :class:`DeviceData`.
-
-    The validation split is carved from the training set (stratified, ``val_fraction``), never
-    from the test set. ``train_per_class`` first takes a class-balanced subset of the training
-    set (fast mode); ``test_per_class`` does the same for the test set. All splits are
-    normalised with the training split's channel statistics.
-    """
-    images, labels = data.load_cifar10("train", data_dir=data_dir)
-    if train_per_class is not None:
-        images, labels = data.class_balanced_subset(images, labels, train_per_class, seed=seed)
-    tx, ty, vx, vy = data.train_val_split(images, labels, val_fraction=val_fraction, seed=seed)
-    out = {"train": DeviceData.from_numpy(tx, ty, device)}
-    out["val"] = DeviceData.from_numpy(vx, vy, device, stats=out["train"].stats)
-    if with_test:
-        images, labels = data.load_cifar10("test", data_dir=data_dir)
-        if test_per_class is not None:
-            images, labels = data.class_balanced_subset(images, labels, test_per_class, seed=seed)
-        out["test"] = DeviceData.from_numpy(images, labels, device, stats=out["train"].stats)
-    return out
-
+__all__ = ["EpochRecord", "History", "train", "evaluate", "tta_logits", "autocast", "to_memory_format"]
 
 @dataclass
 class EpochRecord:
@@ -145,14 +68,6 @@ class History:
         return None
 
 
-def _shift(x: Tensor, dy: int, dx: int) -> Tensor:
-    """Translate a batch by (dy, dx) pixels, filling the uncovered border with reflected pixels."""
-    pad = max(abs(dy), abs(dx))
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    return padded[..., pad - dy : pad - dy + h, pad - dx : pad - dx + w]
-
-
 def tta_logits(model: nn.Module, x: Tensor, level: int = 0) -> Tensor:
     """Logits averaged over test-time augmentations (TTA) of the batch ``x``.
 
@@ -165,8 +80,8 @@ def tta_logits(model: nn.Module, x: Tensor, level: int = 0) -> Tensor:
         raise ValueError(f"TTA level must be 0, 1 or 2, got {level}")
     views = [x] if level == 0 else [x, x.flip(-1)]
     if level == 2:
-        views += [_shift(v, s, s) for s in (1, -1) for v in views[:2]]
-    return torch.stack([model(_memory_format(v)).float() for v in views]).mean(0)
+        views += [shift(v, s, s) for s in (1, -1) for v in views[:2]]
+    return torch.stack([model(to_memory_format(v)).float() for v in views]).mean(0)
 
 
 @torch.no_grad()
@@ -179,7 +94,7 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000, tta: in
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
         x, y = data.batch(index)
-        with _autocast(data.device):
+        with autocast(data.device):
             logits = tta_logits(model, x, tta)
         total_loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -237,8 +152,8 @@ def train(
         for i in range(steps_per_epoch):
             index = order[i * batch_size : (i + 1) * batch_size]
             x, y = train_data.batch(index, augment=augment, generator=generator)
-            with _autocast(device):
-                logits = model(_memory_format(x))
+            with autocast(device):
+                logits = model(to_memory_format(x))
             loss = loss_fn(logits.float(), y, x) if getattr(loss_fn, "uses_inputs", False) else loss_fn(logits.float(), y)
             if penalty is not None:
                 loss = loss + penalty(model)
@@ -271,35 +186,11 @@ def train(
     history.seconds = time.perf_counter() - start
     return history
 
-
-def compare_optimizers(
-    model_fn: Callable[[], nn.Module],
-    runs: Mapping[str, tuple[type, dict]],
-    train_data: DeviceData,
-    *,
-    seed: int = 0,
-    **train_kwargs,
-) -> dict[str, History]:
-    """Train one fresh model per entry of ``runs`` (label -> (optimizer class, its kwargs)).
-
-    Every model starts from the *same* initial weights (made by ``model_fn`` after seeding with
-    ``seed``) and sees the same batches in the same order; only the optimizer differs.
-    ``train_kwargs`` go to :func:`train` (``epochs``, ``batch_size``, ``val_data``, ...).
-    """
-    torch.manual_seed(seed)
-    initial = copy.deepcopy(model_fn().state_dict())
-    histories = {}
-    for label, (optimizer_cls, optimizer_kwargs) in runs.items():
-        model = model_fn().to(train_data.device)
-        model.load_state_dict(initial)
-        optimizer = optimizer_cls(model.parameters(), **optimizer_kwargs)
-        histories[label] = train(model, optimizer, train_data, seed=seed, desc=label, **train_kwargs)
-    return histories
-
-
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op context elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _memory_format(x: Tensor) -> Tensor:
+def to_memory_format(x: Tensor) -> Tensor:
+    """``x`` in channels-last layout on CUDA (faster convolutions there), unchanged elsewhere."""
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x

@@ -1,0 +1,32 @@
+"""Training on real data: CIFAR-10 from disk to device, the networks, the loop, fair comparisons.
+
+=====================  =====================================================================
+``cifar10``            find, verify, decode and cache CIFAR-10; class-balanced subsets, splits
+``cifar10_formats``    the official pickled batches and image folders, read and checked
+``cifar10_cache``      the decoded-array cache (one ``.npz`` per split and source)
+``cifar10_archives``   write small archives in either format (tests, examples, own data)
+``models``             softmax regression, MLP, small CNN, the airbench-style CNN, whitening
+``device_data``        images on the device as uint8, batches by index, normalised there
+``augment``            flips, translations, rotations on the device, from an explicit generator
+``loop``               the training loop, evaluation, test-time augmentation, ``History``
+``compare``            train several variants from the same initial weights on the same batches
+=====================  =====================================================================
+
+Data flows ``cifar10`` -> arrays -> ``device_data`` (on the device once) -> ``loop`` (each step:
+index a batch, augment, forward, backward, optimizer step) -> ``History``.
+"""
+
+from . import augment, cifar10, cifar10_archives, compare, device_data, loop, models
+from .cifar10 import CLASSES, DataError, load_cifar10, locate_cifar10
+from .compare import (Run, Variant, compare_optimizers, compare_schedules, compare_variants, initial_weights,
+                      train_variant)
+from .device_data import DeviceData, cifar10_on_device
+from .loop import EpochRecord, History, evaluate, train, tta_logits
+
+__all__ = [
+    "augment", "cifar10", "cifar10_archives", "compare", "device_data", "loop", "models",
+    "CLASSES", "DataError", "load_cifar10", "locate_cifar10",
+    "DeviceData", "cifar10_on_device", "EpochRecord", "History", "train", "evaluate", "tta_logits",
+    "Variant", "Run", "initial_weights", "train_variant", "compare_variants", "compare_optimizers",
+    "compare_schedules",
+]  # fmt: skip

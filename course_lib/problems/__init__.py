@@ -1,0 +1,32 @@
+"""Where an optimizer is run without a data set: landscapes, quadratic theory, runners, toy problems.
+
+=================  =========================================================================
+``landscapes``     2-D functions with known minima and saddles, their gradient and Hessian
+``quadratic``      theory on quadratics: stability limit, optimal step, contraction, step count
+``runs``           ``Trajectory``, ``run_optimizer``/``run_optimizers``/``run_many``, the state tracer
+``synthetic``      small synthetic problems (sparse features, a linear fit, steady gradients, tiny images)
+=================  =========================================================================
+
+Notebooks write ``from course_lib import problems`` and use ``problems.ravine()``,
+``problems.run_optimizer(...)``, ``problems.max_stable_lr(...)``.
+"""
+
+from . import landscapes, quadratic, runs, synthetic
+from .landscapes import (LANDSCAPES, Landscape, beale, get_landscape, gradient, hessian, local_minima, parabola,
+                         plateau, ravine, rosenbrock, saddle)
+from .quadratic import gd_contraction, gd_steps_bound, max_stable_lr, optimal_lr
+from .runs import (DIVERGENCE_NORM, Trajectory, basin_labels, gradient_norms, run_many, run_optimizer,
+                   run_optimizers, trace_optimizer)
+from .synthetic import (LinearFit, SparseRegression, brightest_channel_images, fit_linear, sparse_regression,
+                        steady_gradients)
+
+__all__ = [
+    "landscapes", "quadratic", "runs", "synthetic",
+    "Landscape", "LANDSCAPES", "get_landscape", "gradient", "hessian",
+    "ravine", "saddle", "plateau", "local_minima", "rosenbrock", "beale", "parabola",
+    "max_stable_lr", "optimal_lr", "gd_contraction", "gd_steps_bound",
+    "DIVERGENCE_NORM", "Trajectory", "run_optimizer", "run_optimizers", "run_many", "basin_labels",
+    "gradient_norms", "trace_optimizer",
+    "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients",
+    "brightest_channel_images",
+]  # fmt: skip
