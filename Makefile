@@ -30,11 +30,11 @@ test-full: setup
 ## execute every notebook and write a static HTML course into site/ (MODE=full for full mode)
 MODE ?= fast
 site: setup
-	$(BIN)/python -m course_lib.site --mode $(MODE) --out site
+	$(BIN)/python -m course_lib.teaching.site --mode $(MODE) --out site
 
 ## write student copies (solution cells emptied) into student/
 student-copies: setup
-	$(BIN)/python -m course_lib.exercises student-copies --src notebooks --dst student
+	$(BIN)/python -m course_lib.teaching.student_copies --src notebooks --dst student
 
 clean-venv:
 	rm -rf $(VENV)

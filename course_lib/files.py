@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_notebook"]
 
 
 def _default_mode() -> int:
@@ -44,3 +44,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` for a string (UTF-8)."""
     return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def atomic_write_notebook(path: str | os.PathLike, nb) -> Path:
+    """:func:`atomic_write` for a Jupyter notebook (an ``nbformat`` node), in nbformat's JSON layout."""
+    import nbformat
+
+    return atomic_write(path, lambda f: nbformat.write(nb, f), binary=False)

@@ -13,18 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from course_lib import config, data
-from course_lib.data import (
+from course_lib import config
+from course_lib.engine import cifar10
+from course_lib.engine.cifar10 import (
     CLASSES,
-    DataError,
     class_balanced_subset,
     load_cifar10,
     locate_cifar10,
     train_val_split,
-    verify_md5,
-    write_image_folder,
-    write_official_archive,
 )
+from course_lib.engine.cifar10_formats import DataError, verify_md5
+from course_lib.engine.cifar10_archives import write_image_folder, write_official_archive
 
 N_TRAIN, N_TEST = 20, 6  # 5 training batches of 4 images, a test batch of 6
 
@@ -143,7 +142,7 @@ def test_cache_second_load_comes_from_npz(tmp_path, small, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "_read_official", no_decoding)
+    monkeypatch.setattr(cifar10, "_read_official", no_decoding)
     (root / "cifar-10-python.tar.gz").unlink()  # the cache alone is enough
     second = load_cifar10("train", data_dir=root, md5=None)
     for a, b in zip(first, second):
@@ -159,7 +158,7 @@ def test_interrupted_cache_write_leaves_no_file(tmp_path, small, monkeypatch):
         f.write(b"PK\x03\x04 half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data.np, "savez", disk_full)
+    monkeypatch.setattr(cifar10.np, "savez", disk_full)
     with pytest.warns(UserWarning, match="could not write the CIFAR-10 cache"):
         images, _ = load_cifar10("test", source=archive, md5=None, cache_dir=cache)
     np.testing.assert_array_equal(images, small["test"][0])  # the data still comes back
@@ -169,7 +168,7 @@ def test_interrupted_cache_write_leaves_no_file(tmp_path, small, monkeypatch):
         f.write(b"PK\x03\x04 half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.np, "savez", interrupted)
+    monkeypatch.setattr(cifar10.np, "savez", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_cifar10("test", source=archive, md5=None, cache_dir=cache)
     assert list(cache.iterdir()) == []
@@ -181,7 +180,7 @@ def test_explicit_source_gets_its_own_cache(tmp_path, small, monkeypatch):
     load_cifar10("test", source=archive, md5=None, cache_dir=cache)
     (npz,) = cache.iterdir()
     assert npz.name.startswith("cifar10-official-test-") and npz.suffix == ".npz"
-    monkeypatch.setattr(data, "_read_official", lambda *a: pytest.fail("not cached"))
+    monkeypatch.setattr(cifar10, "_read_official", lambda *a: pytest.fail("not cached"))
     images, _ = load_cifar10("test", source=archive, md5=None, cache_dir=cache)
     np.testing.assert_array_equal(images, small["test"][0])
 
@@ -193,7 +192,7 @@ def test_read_only_data_dir_caches_elsewhere(tmp_path, small, monkeypatch):
     shared.chmod(0o555)
     try:
         repo = tmp_path / "repo"
-        monkeypatch.setattr(data.config, "repo_root", lambda: repo)
+        monkeypatch.setattr(cifar10.config, "repo_root", lambda: repo)
         images, _ = load_cifar10("test", data_dir=shared, download=False)
         assert _files(shared) == {"cifar10-png.tar.gz"}
         assert _files(repo / "data") == {"cifar10-imagefolder-test.npz"}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import ewma as E
+from course_lib.optim import ewma as E
 
 
 def naive_zero_start(x, beta):

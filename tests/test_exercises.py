@@ -1,4 +1,4 @@
-"""course_lib.exercises: answer checkers and student copies."""
+"""course_lib.teaching: answer checkers (exercises) and student copies."""
 
 from __future__ import annotations
 
@@ -12,15 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.exercises import (
-    Case,
-    CheckResult,
-    check_function,
-    check_optimizer_step,
-    make_student_copies,
-    make_student_copy,
-    student_placeholder,
-)
+from course_lib.teaching.exercises import Case, CheckResult, check_function, check_optimizer_step
+from course_lib.teaching.student_copies import make_student_copies, make_student_copy, student_placeholder
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,26 +397,26 @@ def test_make_student_copies(tmp_path):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "course_lib.exercises", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "course_lib.teaching.student_copies", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 
 def test_cli_writes_student_copies(tmp_path):
     _make_notebook(tmp_path / "notebooks" / "ch01.ipynb")
-    proc = _cli("student-copies", "--src", str(tmp_path / "notebooks"),
+    proc = _cli("--src", str(tmp_path / "notebooks"),
                 "--dst", str(tmp_path / "student"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ch01.ipynb" in proc.stdout and "2 solution cells replaced" in proc.stdout
     nb = json.loads((tmp_path / "student" / "ch01.ipynb").read_text())
     assert "NotImplementedError" in "".join(nb["cells"][2]["source"])
 
-    proc = _cli("student-copies", cwd=tmp_path)  # defaults: notebooks -> student
+    proc = _cli(cwd=tmp_path)  # defaults: notebooks -> student
     assert proc.returncode == 0, proc.stderr
 
 
 def test_cli_errors_clearly_on_empty_dir(tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = _cli("student-copies", "--src", str(tmp_path / "empty"), "--dst",
+    proc = _cli("--src", str(tmp_path / "empty"), "--dst",
                 str(tmp_path / "student"), cwd=tmp_path)
     assert proc.returncode != 0
     assert "no notebooks" in proc.stderr and "empty" in proc.stderr

@@ -5,25 +5,26 @@ import functools
 import numpy as np
 import torch
 
-from course_lib import landscapes, optim, pitfalls
+from course_lib import optim, problems
+from course_lib.optim import pitfalls
 
 
-RAVINE = landscapes.get_landscape("ravine")
-GRAD = functools.partial(landscapes.gradient, RAVINE)
+RAVINE = problems.get_landscape("ravine")
+GRAD = functools.partial(problems.gradient, RAVINE)
 START = (-2.5, 1.0)
 
 
 def test_popular_nag_snippet_is_plain_momentum():
     snippet = pitfalls.snippet_nag(GRAD, START, lr=0.02, beta=0.9, steps=60)
-    momentum = landscapes.run_optimizer(RAVINE, optim.SGD, 60, start=START, lr=0.02, momentum=0.9).points
+    momentum = problems.run_optimizer(RAVINE, optim.SGD, 60, start=START, lr=0.02, momentum=0.9).points
     np.testing.assert_allclose(snippet, momentum, rtol=1e-12, atol=1e-12)
-    nesterov = landscapes.run_optimizer(RAVINE, optim.SGD, 60, start=START, lr=0.02, momentum=0.9, nesterov=True).points
+    nesterov = problems.run_optimizer(RAVINE, optim.SGD, 60, start=START, lr=0.02, momentum=0.9, nesterov=True).points
     assert np.abs(snippet - nesterov).max() > 1e-2
 
 
 def test_lookahead_nesterov_is_torch_nesterov_in_shifted_variables():
     phi = pitfalls.lookahead_nesterov(GRAD, START, lr=0.02, beta=0.9, steps=60, report="lookahead")
-    torch_nesterov = landscapes.run_optimizer(RAVINE, torch.optim.SGD, 60, start=START, lr=0.02, momentum=0.9,
+    torch_nesterov = problems.run_optimizer(RAVINE, torch.optim.SGD, 60, start=START, lr=0.02, momentum=0.9,
                                               nesterov=True).points  # fmt: skip
     np.testing.assert_allclose(phi, torch_nesterov, rtol=1e-10, atol=1e-12)
 

@@ -14,7 +14,7 @@ from matplotlib.animation import FuncAnimation  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
 
 from course_lib import plots  # noqa: E402
-from course_lib.landscapes import compare_optimizers, get_landscape, run_optimizer  # noqa: E402
+from course_lib.problems import get_landscape, run_optimizer, run_optimizers  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def ravine_runs():
         "SGD": (torch.optim.SGD, {"lr": 0.07}),
         "Adam": (torch.optim.Adam, {"lr": 0.1}),
     }
-    return land, compare_optimizers(land, runs, steps=40)
+    return land, run_optimizers(land, runs, steps=40)
 
 
 def legend_texts(ax):
@@ -170,7 +170,7 @@ def test_style_is_one_read_only_place():
 
 
 def test_plot_histories_draws_one_curve_per_run():
-    from course_lib.train import EpochRecord, History
+    from course_lib.engine import EpochRecord, History
 
     def history(offset, diverged=False):
         h = History(step_loss=[3.0 - offset, 2.0 - offset], diverged=diverged)

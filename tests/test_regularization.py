@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import models, optim, regularization as reg, train
-from course_lib.synthetic import brightest_channel_images
+from course_lib import engine, optim
+from course_lib.engine import augment, models
+from course_lib.techniques import dropout, regularization as reg
+from course_lib.problems.synthetic import brightest_channel_images
 
 matplotlib.use("Agg")
 
@@ -119,47 +121,47 @@ def test_fraction_near_zero():
 
 
 def test_keep_prob_conversions_and_errors():
-    assert reg.keep_prob_to_p(0.8) == pytest.approx(0.2)
-    assert reg.p_to_keep_prob(0.2) == pytest.approx(0.8)
-    assert reg.Dropout(keep_prob=0.8).p == pytest.approx(0.2)
-    assert reg.Dropout(0.2).keep_prob == pytest.approx(0.8)
-    assert "keep_prob=0.8" in repr(reg.Dropout(0.2))
-    assert reg.Dropout().p == 0.5
+    assert dropout.keep_prob_to_p(0.8) == pytest.approx(0.2)
+    assert dropout.p_to_keep_prob(0.2) == pytest.approx(0.8)
+    assert dropout.Dropout(keep_prob=0.8).p == pytest.approx(0.2)
+    assert dropout.Dropout(0.2).keep_prob == pytest.approx(0.8)
+    assert "keep_prob=0.8" in repr(dropout.Dropout(0.2))
+    assert dropout.Dropout().p == 0.5
     for bad in (1.0, -0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"DROP probability"):
-            reg.dropout(torch.ones(3), bad)
+            dropout.dropout(torch.ones(3), bad)
         with pytest.raises(ValueError, match=r"\[0, 1\)"):
-            reg.Dropout(bad)
+            dropout.Dropout(bad)
     for bad in (0.0, 1.2):
         with pytest.raises(ValueError, match="KEEPING"):
-            reg.Dropout(keep_prob=bad)
+            dropout.Dropout(keep_prob=bad)
     with pytest.raises(ValueError, match="not both"):
-        reg.dropout(torch.ones(3), 0.2, keep_prob=0.8)
+        dropout.dropout(torch.ones(3), 0.2, keep_prob=0.8)
 
 
 def test_dropout_exact_properties():
     torch.manual_seed(0)
     x = torch.rand(1000, 100) + 0.5  # no zeros in the input
     p = 0.3
-    out = reg.dropout(x, p, generator=torch.Generator().manual_seed(1))
+    out = dropout.dropout(x, p, generator=torch.Generator().manual_seed(1))
     kept = out != 0
     assert torch.allclose(out[kept], x[kept] / (1 - p), rtol=1e-6, atol=0)  # scaled by 1/(1-p)
     n = x.numel()
     assert abs((~kept).float().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)  # zeros fraction
     # identity when not training, in eval mode, and for p = 0
-    assert reg.dropout(x, p, training=False) is x
-    assert reg.dropout(x, 0.0) is x
-    layer = reg.Dropout(p).eval()
+    assert dropout.dropout(x, p, training=False) is x
+    assert dropout.dropout(x, 0.0) is x
+    layer = dropout.Dropout(p).eval()
     assert torch.equal(layer(x), x)
     # same generator seed, same mask; the gradient is the mask scaled by 1/(1-p)
-    again = reg.dropout(x, p, generator=torch.Generator().manual_seed(1))
+    again = dropout.dropout(x, p, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out, again)
     xg = x.clone().requires_grad_()
-    reg.dropout(xg, p, generator=torch.Generator().manual_seed(1)).sum().backward()
+    dropout.dropout(xg, p, generator=torch.Generator().manual_seed(1)).sum().backward()
     assert torch.allclose(xg.grad, kept.float() / (1 - p))
     # the mask helper
     mask = torch.tensor([1.0, 0.0, 1.0])
-    assert torch.allclose(reg.apply_dropout_mask(torch.tensor([2.0, 3.0, 4.0]), mask, 0.5), torch.tensor([4.0, 0.0, 8.0]))
+    assert torch.allclose(dropout.apply_dropout_mask(torch.tensor([2.0, 3.0, 4.0]), mask, 0.5), torch.tensor([4.0, 0.0, 8.0]))
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5])
@@ -175,7 +177,7 @@ def test_dropout_matches_torch_in_expectation_and_variance(p):
     se_mean = math.sqrt(m2 * p / q / n)
     se_var = math.sqrt(m4 * (p**4 / q**3 + p - p**2 / q**2) / n)
     torch.manual_seed(1)
-    ours = reg.Dropout(p)(x)
+    ours = dropout.Dropout(p)(x)
     torch.manual_seed(2)
     theirs = nn.Dropout(p)(x)
     stats = {}
@@ -192,7 +194,7 @@ def test_dropout_matches_torch_in_expectation_and_variance(p):
 
 
 def test_dropout_mlp_shares_weights_across_p():
-    a, b = reg.dropout_mlp(hidden=16, p=0.0), reg.dropout_mlp(hidden=16, p=0.5)
+    a, b = dropout.dropout_mlp(hidden=16, p=0.0), dropout.dropout_mlp(hidden=16, p=0.5)
     assert a.state_dict().keys() == b.state_dict().keys()
     b.load_state_dict(a.state_dict())
     x = torch.randn(4, 3, 32, 32)
@@ -208,46 +210,46 @@ def test_dropout_mlp_shares_weights_across_p():
 
 def test_rotate_shape_identity_and_quarter_turns():
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    assert reg.rotate(x, 0.0).shape == x.shape
-    assert torch.allclose(reg.rotate(x, 0.0), x, atol=1e-5)
-    assert reg.random_rotate(x, 0.0) is x
-    assert torch.allclose(reg.rotate(x, 90.0), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5)
-    assert torch.allclose(reg.rotate(x, -90.0), torch.rot90(x, -1, dims=(-2, -1)), atol=1e-5)
-    per_image = reg.rotate(x, torch.tensor([0.0, 90.0, 180.0]))
+    assert augment.rotate(x, 0.0).shape == x.shape
+    assert torch.allclose(augment.rotate(x, 0.0), x, atol=1e-5)
+    assert augment.random_rotate(x, 0.0) is x
+    assert torch.allclose(augment.rotate(x, 90.0), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5)
+    assert torch.allclose(augment.rotate(x, -90.0), torch.rot90(x, -1, dims=(-2, -1)), atol=1e-5)
+    per_image = augment.rotate(x, torch.tensor([0.0, 90.0, 180.0]))
     assert torch.allclose(per_image[2], torch.rot90(x[2], 2, dims=(-2, -1)), atol=1e-5)
 
 
 def test_rotate_turns_a_known_pattern_counter_clockwise():
     img = torch.zeros(1, 1, 9, 9)
     img[0, 0, 4, 4:] = 1.0  # a bar from the centre to the right edge
-    up = reg.rotate(img, 90.0)[0, 0]
+    up = augment.rotate(img, 90.0)[0, 0]
     expected = torch.zeros(9, 9)
     expected[:5, 4] = 1.0  # counter-clockwise: the bar now points up (rows go down)
     assert torch.allclose(up, expected, atol=1e-5)
     # 45 degrees: the mass moves onto the up-right diagonal, and is conserved in the interior
-    diag = reg.rotate(img, 45.0)[0, 0]
+    diag = augment.rotate(img, 45.0)[0, 0]
     assert diag[2, 6] > 0.5 and diag[4, 8] < 0.5 and diag[6, 2] < 1e-6
 
 
 def test_random_rotate_angles_and_reproducibility():
     x = torch.randn(6, 3, 16, 16)
     gen = torch.Generator().manual_seed(3)
-    out = reg.random_rotate(x, 20.0, gen)
+    out = augment.random_rotate(x, 20.0, gen)
     angles = (2 * torch.rand(6, generator=torch.Generator().manual_seed(3)) - 1) * 20.0
     assert angles.abs().max() <= 20.0
-    assert torch.allclose(out, reg.rotate(x, angles), atol=1e-6)
+    assert torch.allclose(out, augment.rotate(x, angles), atol=1e-6)
     const = torch.full((2, 3, 8, 8), 0.7)
-    assert torch.allclose(reg.random_rotate(const, 30.0), const, atol=1e-6)  # nothing to rotate
-    assert reg.flip_translate_rotate(x, torch.Generator().manual_seed(0)).shape == x.shape
+    assert torch.allclose(augment.random_rotate(const, 30.0), const, atol=1e-6)  # nothing to rotate
+    assert augment.flip_translate_rotate(x, torch.Generator().manual_seed(0)).shape == x.shape
     with pytest.raises(ValueError, match="non-negative"):
-        reg.random_rotate(x, -1.0)
+        augment.random_rotate(x, -1.0)
 
 
 # ----------------------------------------------------------------------------- experiments
 
 
 def toy_data(n=96, seed=0):
-    return train.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
+    return engine.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
 
 
 def test_compare_regularizers_same_start_and_gap():
@@ -257,9 +259,9 @@ def test_compare_regularizers_same_start_and_gap():
         "L2": reg.Setting(optim.SGD, dict(lr=0.05), penalty=reg.penalty("l2", 0.0)),
         "wd": reg.Setting(optim.SGD, dict(lr=0.05, weight_decay=0.1)),
         "dropout": reg.Setting(optim.SGD, dict(lr=0.05), model_kwargs=dict(p=0.5)),
-        "aug": reg.Setting(optim.SGD, dict(lr=0.05), augment=reg.flip_translate_rotate),
+        "aug": reg.Setting(optim.SGD, dict(lr=0.05), augment=augment.flip_translate_rotate),
     }
-    results = reg.compare_regularizers(lambda p=0.0: reg.dropout_mlp(hidden=16, p=p, classes=3), settings,
+    results = reg.compare_regularizers(lambda p=0.0: dropout.dropout_mlp(hidden=16, p=p, classes=3), settings,
                                        data, data, epochs=2, batch_size=32, progress=False)  # fmt: skip
     assert list(results) == list(settings)
     first = {k: r.history.step_loss[0] for k, r in results.items()}
@@ -278,7 +280,7 @@ def test_compare_regularizers_same_start_and_gap():
 
 def test_show_augmentations_draws_a_row_per_augmentation():
     data = toy_data(8)
-    fig = reg.show_augmentations(data, {"flip": reg.random_flip, "rotate": reg.random_rotate}, n=4)
+    fig = reg.show_augmentations(data, {"flip": augment.random_flip, "rotate": augment.random_rotate}, n=4)
     assert len(fig.axes) == 3 * 4
     assert fig.axes[4].get_ylabel() == "flip"
 

@@ -12,8 +12,10 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as L
 
-from course_lib import models, optim, schedules as S, train
-from course_lib.synthetic import brightest_channel_images
+from course_lib import engine, optim
+from course_lib.engine import models
+from course_lib.optim import schedules as S
+from course_lib.problems.synthetic import brightest_channel_images
 
 TOL = 1e-12
 P = functools.partial
@@ -46,7 +48,7 @@ def test_step_decay_matches_StepLR(step_size, gamma):
     n = 4 * step_size + 5
     ref = torch_lrs(lambda o: L.StepLR(o, step_size=step_size, gamma=gamma), n)["lr"]
     assert np.max(np.abs(ours(S.step_decay, n, step_size=step_size, gamma=gamma) - ref)) < TOL
-    assert S.max_difference(P(S.step_decay, step_size=step_size, gamma=gamma),
+    assert optim.max_schedule_difference(P(S.step_decay, step_size=step_size, gamma=gamma),
                             lambda o: L.StepLR(o, step_size=step_size, gamma=gamma), n) < TOL
 
 
@@ -55,7 +57,7 @@ def test_exponential_decay_matches_ExponentialLR(gamma):
     n = 200
     ref = torch_lrs(lambda o: L.ExponentialLR(o, gamma=gamma), n)["lr"]
     assert np.max(np.abs(ours(S.exponential_decay, n, gamma=gamma) - ref)) < TOL
-    assert S.max_difference(P(S.exponential_decay, gamma=gamma), lambda o: L.ExponentialLR(o, gamma), n) < TOL
+    assert optim.max_schedule_difference(P(S.exponential_decay, gamma=gamma), lambda o: L.ExponentialLR(o, gamma), n) < TOL
 
 
 COSINE_CASES = ([(T, 0.1, 0.0) for T in (1, 3, 10, 100, 1000, 3000)] + [(T, 1.0, 0.0) for T in (7, 390)]
@@ -119,7 +121,7 @@ def test_warm_restarts_match_CosineAnnealingWarmRestarts(T_0, T_mult, lr, eta_mi
     ref = torch_lrs(make, n, lr=lr)["lr"]
     got = ours(S.cosine_warm_restarts, n, lr=lr, T_0=T_0, T_mult=T_mult, min_factor=eta_min / lr)
     assert np.max(np.abs(got - ref)) < TOL
-    assert S.max_difference(P(S.cosine_warm_restarts, T_0=T_0, T_mult=T_mult, min_factor=eta_min / lr),
+    assert optim.max_schedule_difference(P(S.cosine_warm_restarts, T_0=T_0, T_mult=T_mult, min_factor=eta_min / lr),
                             make, n, lr=lr) < TOL
 
 
@@ -141,7 +143,7 @@ def test_warmup_cosine_matches_SequentialLR_of_LinearLR_and_CosineAnnealingLR(W,
     ref = torch_lrs(make, n, lr=lr)["lr"]
     kw = dict(warmup_steps=W, total_steps=T, start_factor=start, min_factor=eta_min / lr)
     assert np.max(np.abs(ours(S.warmup_cosine, n, lr=lr, **kw) - ref)) < TOL
-    assert S.max_difference(P(S.warmup_cosine, **kw), make, n, lr=lr) < TOL
+    assert optim.max_schedule_difference(P(S.warmup_cosine, **kw), make, n, lr=lr) < TOL
     assert ref[T] == pytest.approx(eta_min, abs=TOL)
 
 
@@ -328,7 +330,7 @@ def test_adapter_accepts_any_callable_and_checks_steps():
 
 
 def _toy_data(n=96, seed=0):
-    return train.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
+    return engine.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
 
 
 def test_adapter_drives_train_per_step_like_torch_does():
@@ -343,7 +345,7 @@ def test_adapter_drives_train_per_step_like_torch_does():
         opt = optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
         sched = (S.ScheduledLR(opt, S.one_cycle, total_steps=total) if name == "ours"
                  else L.OneCycleLR(opt, max_lr=0.2, total_steps=total))  # fmt: skip
-        hist = train.train(model, opt, data, epochs=epochs, batch_size=batch, scheduler=sched,
+        hist = engine.train(model, opt, data, epochs=epochs, batch_size=batch, scheduler=sched,
                            scheduler_interval="step", progress=False)  # fmt: skip
         runs[name] = (hist, sched.last_epoch, [p.detach().clone() for p in model.parameters()])
     assert runs["ours"][1] == runs["torch"][1] == total
@@ -355,7 +357,7 @@ def test_adapter_drives_train_per_step_like_torch_does():
 
 def test_compare_schedules_same_start_same_batches():
     data = _toy_data()
-    hists = S.compare_schedules(lambda: models.mlp(hidden=8, classes=3), optim.SGD, dict(lr=0.1),
+    hists = engine.compare_schedules(lambda: models.mlp(hidden=8, classes=3), optim.SGD, dict(lr=0.1),
                                 {"constant": None, "constant too": S.constant,
                                  "cosine": P(S.cosine_annealing, T_max=12)},
                                 data, epochs=2, batch_size=16, progress=False)  # fmt: skip

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import optim, synthetic
+from course_lib import optim
+from course_lib.problems import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_adagrad_sum_on_steady_gradients_is_the_cumulative_sum_of_squares():
 
 
 def test_brightest_channel_images():
-    from course_lib.synthetic import brightest_channel_images
+    from course_lib.problems.synthetic import brightest_channel_images
 
     images, labels = brightest_channel_images(50, seed=1)
     assert images.shape == (50, 32, 32, 3) and images.dtype == np.uint8 and labels.shape == (50,)

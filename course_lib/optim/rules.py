@@ -79,8 +79,10 @@ def sgd_rule(
     momentum step once more to the freshly updated buffer: the step already includes the
     part of the *next* step that momentum will take anyway.
     """
+    # [weight decay]
     if weight_decay != 0:
         grad = grad.add(param, alpha=weight_decay)
+    # [momentum]
     if momentum != 0:
         buf = state.get("momentum_buffer")
         if ema_momentum:
@@ -94,6 +96,7 @@ def sgd_rule(
             else:
                 buf.mul_(momentum).add_(grad, alpha=1 - dampening)
             grad = grad.add(buf, alpha=momentum) if nesterov else buf
+    # [step]
     param.add_(grad, alpha=-lr)
 
 
@@ -202,6 +205,7 @@ def adam_rule(
         \theta &\leftarrow \theta - \eta\, \frac{\hat m}{\sqrt{\hat v} + \epsilon}
     """
     beta1, beta2 = betas
+    # [state]
     if not state:
         state["step"] = _zero_step()
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -209,16 +213,18 @@ def adam_rule(
         if amsgrad:
             state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
     t = _count_step(state)
+    # [weight decay]
     if weight_decay != 0:
         if decoupled_weight_decay:
             param.mul_(1 - lr * weight_decay)
         else:
             grad = grad.add(param, alpha=weight_decay)
+    # [moments]
     m = ewma_step_(state["exp_avg"], grad, beta1)
     v = ewma_square_step_(state["exp_avg_sq"], grad, beta2)
     if amsgrad:
         v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-    # m_hat / (sqrt(v_hat) + eps) with the corrections folded into scalars, as torch does
+    # [step] m_hat / (sqrt(v_hat) + eps) with the corrections folded into scalars, as torch does
     step_size = lr / bias_correction_factor(beta1, t)
     denom = (v.sqrt() / bias_correction_factor(beta2, t) ** 0.5).add_(eps)
     param.addcdiv_(m, denom, value=-step_size)

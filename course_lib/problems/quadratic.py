@@ -1,4 +1,4 @@
-"""Gradient descent on a quadratic: the stability limit, the best fixed step, the rate.
+r"""Gradient descent on a quadratic: the stability limit, the best fixed step, the rate.
 
 On :math:`f(\theta) = \tfrac12 \theta^\top H \theta` one gradient step maps
 :math:`\theta \mapsto (I - \eta H)\theta`: along the eigenvector of eigenvalue :math:`h` the

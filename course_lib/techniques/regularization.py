@@ -301,7 +301,7 @@ def plot_gaps(results: Mapping[str, RunResult], ax=None):
     the gap written at the end of each pair. Returns the Axes."""
     import matplotlib.pyplot as plt
 
-    from .plots import COLORS
+    from ..plots import COLORS
 
     labels = list(results)
     if ax is None:
@@ -330,7 +330,7 @@ def plot_weight_histograms(models: Mapping[str, nn.Module], ax=None, bins: int =
     axis by default. Returns the Axes."""
     import matplotlib.pyplot as plt
 
-    from .plots import COLORS
+    from ..plots import COLORS
 
     if ax is None:
         _, ax = plt.subplots()

@@ -3,7 +3,7 @@
 Executes every notebook (fast or full mode) and writes one HTML page per chapter, figures
 embedded, plus an index page with the course map::
 
-    python -m course_lib.site --mode fast --out site       # or: make site
+    python -m course_lib.teaching.site --mode fast --out site       # or: make site
 
 Each page is written as soon as its notebook has run (to a temporary name, then renamed), so
 an interrupted build keeps the pages it finished. The output folder is git-ignored.
@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .files import atomic_write_text
+from .. import config
+from ..files import atomic_write_text
 
 __all__ = ["Chapter", "chapter_info", "build_site", "main"]
 
@@ -123,7 +123,7 @@ def build_site(notebooks_dir: str | os.PathLike, out: str | os.PathLike, *, fast
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.site", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.site", description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("fast", "full"), default="fast")
     parser.add_argument("--notebooks", type=Path, default=config.repo_root() / "notebooks")
     parser.add_argument("--out", type=Path, default=config.repo_root() / "site")

@@ -17,7 +17,7 @@ any other cell                                          ``-`` (continues the sli
 
 Skipped cells still run; they are only left out of the slideshow. Apply it with::
 
-    python -m course_lib.slides notebooks/*.ipynb
+    python -m course_lib.teaching.slides notebooks/*.ipynb
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .files import atomic_write
+from ..files import atomic_write_notebook
 
 __all__ = ["LONG_CELL_LINES", "slide_type", "apply_slide_metadata", "main"]
 
@@ -66,16 +66,12 @@ def apply_slide_metadata(nb) -> int:
     return changed
 
 
-def _write_atomically(nb, path: Path) -> None:
-    import nbformat
-
-    atomic_write(path, lambda f: nbformat.write(nb, f), binary=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     import nbformat
 
-    parser = argparse.ArgumentParser(prog="python -m course_lib.slides", description="Set slide metadata by the course's rule.")
+    parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.slides", description="Set slide metadata by the course's rule.")
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--check", action="store_true", help="only report notebooks whose metadata is off; exit 1 if any")
     args = parser.parse_args(argv)
@@ -89,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if changed:
             off.append(path)
             if not args.check:
-                _write_atomically(nb, path)
+                atomic_write_notebook(path, nb)
         print(f"{path}: {changed} cell(s) {'off' if args.check else 'updated'}" if changed else f"{path}: up to date")
     return 1 if (args.check and off) else 0
 

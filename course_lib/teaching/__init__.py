@@ -1,0 +1,19 @@
+"""Teaching with the course: showing code, checking answers, student copies, slides, the site.
+
+==================  ========================================================================
+``show``            a function's source (or one marked part of it), highlighted in a notebook
+``exercises``       answer checkers: PASS, or the first mismatch and a hint
+``answers``         comparing an answer with the expected one, and describing the difference
+``student_copies``  notebooks with the solutions replaced by placeholders (``make student-copies``)
+``slides``          slide metadata by the course's rule, for presenting in JupyterLab (RISE)
+``site``            the static HTML course: every notebook executed and exported (``make site``)
+==================  ========================================================================
+
+Notebooks write ``from course_lib.teaching import exercises, show``.
+"""
+
+from . import exercises
+from .exercises import Case, CheckResult, check_function, check_optimizer_step
+from .show import show
+
+__all__ = ["exercises", "show", "Case", "CheckResult", "check_function", "check_optimizer_step"]
