@@ -1,4 +1,4 @@
-"""course_lib.parallel: DDP equals the big batch (two gloo processes), torchrun launch, pipeline maths.
+"""course_lib.techniques.parallel: DDP equals the big batch (two gloo processes), torchrun launch, pipeline maths.
 
 The multi-process tests start real processes on 127.0.0.1 (free ports, timeouts); each checks
 that no child process is left behind.
@@ -17,7 +17,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from course_lib import parallel  # noqa: E402
+from course_lib.techniques import parallel  # noqa: E402
+from course_lib.techniques.parallel import launch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -212,6 +213,7 @@ def test_torchrun_launch_trains_on_two_gloo_ranks():
     assert r["rank_checksums"][0] == r["rank_checksums"][1]
     assert "parameters identical on every rank: yes" in run.stdout
     assert run.command[:3] == ["python", "-m", "torch.distributed.run"]
+    assert run.command[5:7] == ["-m", "course_lib.techniques.parallel"]
 
 
 def test_main_runs_as_a_world_of_one():
@@ -233,7 +235,7 @@ def test_ddp_throughputs_in_one_launch():
 def test_failure_message_puts_the_original_error_first():
     echo = "Traceback ...\nRuntimeError: [gloo] Connection closed by peer [127.0.0.1]:1234"
     real = "Traceback ...\nValueError: the real problem"
-    msg = parallel._failure_message({0: echo, 1: real}, 2, "work")
+    msg = launch._failure_message({0: echo, 1: real}, 2, "work")
     assert msg.startswith("rank 1 of 2 failed in work:") and "(rank 0 failed too: RuntimeError" in msg
 
 

@@ -1,0 +1,129 @@
+"""DDP throughput: samples per second for a fixed total batch, one process or several (and threads).
+
+:func:`ddp_throughputs` times DDP training steps for several ``(processes, threads per
+process)`` configurations in one launch of gloo processes (:func:`~.launch.spawn`), and the bare
+all-reduce of a gradient-sized tensor that DDP adds to every step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ... import optim
+from ...engine import models
+from .launch import spawn
+
+__all__ = ["Throughput", "ddp_throughputs"]
+
+
+@dataclass
+class Throughput:
+    """Training speed for a fixed total batch: ``samples_per_second`` over ``steps`` timed steps.
+
+    ``comm_seconds``: time of ``steps`` bare all-reduces of a gradient-sized float32 tensor
+    (the communication DDP adds per step; 0 for one process).
+    """
+
+    world_size: int
+    threads_per_process: int
+    total_batch: int
+    steps: int
+    seconds: float
+    comm_seconds: float
+    model: str
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.total_batch * self.steps / self.seconds
+
+    @property
+    def step_ms(self) -> float:
+        return 1000 * self.seconds / self.steps
+
+
+def _throughput_model(name: str) -> nn.Module:
+    if name == "small_cnn":
+        return models.small_cnn()
+    if name == "mlp":
+        return models.mlp(hidden=512)
+    raise ValueError(f"model must be 'small_cnn' or 'mlp', got {name!r}")
+
+
+def _throughput_worker(rank: int, world_size: int, configs: list[tuple[int, int]], model_name: str,
+                       total_batch: int, steps: int, warmup: int, seed: int) -> list[dict]:  # fmt: skip
+    """Time each (processes, threads) configuration in turn; ranks beyond its size wait."""
+    out = []
+    for procs, threads in configs:
+        group = dist.new_group(list(range(procs)))  # every rank must take part in making it
+        if rank < procs:
+            out.append(_time_training(rank, procs, threads, group, model_name, total_batch, steps, warmup, seed))
+        dist.barrier()  # the other ranks sleep here (gloo waits without spinning)
+    return out
+
+
+def _time_training(rank: int, procs: int, threads: int, group, model_name: str, total_batch: int,
+                   steps: int, warmup: int, seed: int) -> dict:  # fmt: skip
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = _throughput_model(model_name)
+    ddp = DDP(model, process_group=group)
+    opt = optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(seed + 1 + rank)
+    per_rank = total_batch // procs
+    x = torch.randn(per_rank, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (per_rank,), generator=g)
+    for i in range(warmup + steps):
+        if i == warmup:
+            dist.barrier(group=group)
+            start = time.perf_counter()
+        loss = F.cross_entropy(ddp(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # the all-reduce of the gradients happens in here
+        opt.step()
+    dist.barrier(group=group)
+    seconds = time.perf_counter() - start
+    comm = 0.0
+    if procs > 1:
+        buf = torch.zeros(models.count_parameters(model))
+        dist.barrier(group=group)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            dist.all_reduce(buf, group=group)
+        comm = time.perf_counter() - t0
+    return dict(seconds=seconds, comm=comm)
+
+
+def ddp_throughputs(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)), *, total_batch: int = 256,
+                    steps: int = 10, warmup: int = 2, model: str = "small_cnn", seed: int = 0,
+                    timeout: float = 300.0) -> list[Throughput]:  # fmt: skip
+    """Samples/second of DDP training for several ``(processes, threads per process)`` configurations.
+
+    In each configuration, every one of the ``processes`` gloo processes runs ``threads``
+    intra-op threads and trains ``model`` (``"small_cnn"`` or ``"mlp"``, on random 3 x 32 x 32
+    inputs) on ``total_batch // processes`` examples per step; ``steps`` steps are timed after
+    ``warmup`` untimed ones (rank 0's wall time between two barriers). One process goes through
+    the same code (DDP with a world of one), so the comparison is only about the split.
+    ``comm_seconds`` times ``steps`` bare all-reduces of a gradient-sized tensor afterwards.
+
+    All configurations run in one launch of ``max(processes)`` gloo processes (starting
+    processes is the slow part): configuration by configuration, the first ``processes`` ranks
+    train in a DDP group of their own while the other ranks wait, blocked, in a barrier.
+    """
+    configs = [(int(p), int(t)) for p, t in configs]
+    for procs, threads in configs:
+        if procs < 1 or threads < 1 or total_batch % procs:
+            raise ValueError(f"bad configuration {(procs, threads)} for a total batch of {total_batch}")
+    _throughput_model(model)
+    world = max(p for p, _ in configs)
+    res = spawn(_throughput_worker, world, (configs, model, total_batch, steps, warmup, seed), timeout=timeout)
+    return [Throughput(world_size=procs, threads_per_process=threads, total_batch=total_batch, steps=steps,
+                       seconds=r["seconds"], comm_seconds=r["comm"], model=model)
+            for (procs, threads), r in zip(configs, res[0])]  # fmt: skip
