@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np

@@ -9,22 +9,12 @@ from torch.nn import functional as F
 
 from course_lib import engine, optim
 from course_lib.engine import augment, models
-from course_lib.techniques import distillation, distillation_analysis, regularization
+from course_lib.techniques import distillation, distillation_analysis
 
 
 def logits(b=4, k=5, seed=0, scale=2.0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, k, generator=g, dtype=torch.float64) * scale
-
-
-def toy_data(n=192, seed=0, size=8):
-    """Small images whose label is the brightest channel (as in test_train.py, but 8 x 8: cheap)."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.integers(0, 100, (n, size, size, 3)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, :, :, c] += 120
-    return engine.DeviceData.from_numpy(images, labels, device="cpu")
 
 
 def test_soft_targets_is_softmax_at_temperature():
@@ -152,8 +142,8 @@ def test_distillation_loss_object_runs_the_teacher_in_eval_mode_on_the_batch():
     assert teacher.training and loss_fn.teacher_seconds > 0
 
 
-def test_distillation_inside_the_training_loop():
-    data = toy_data()
+def test_distillation_inside_the_training_loop(toy_data):
+    data = toy_data(192, size=8)
     torch.manual_seed(0)
     teacher = models.small_cnn(widths=(8, 8, 8), classes=3)
     fast = dict(optimizer=(optim.Adam, {"lr": 1e-2}), decay=False, progress=False)
@@ -169,8 +159,8 @@ def test_distillation_inside_the_training_loop():
     assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())
 
 
-def test_teacher_memo_replays_exactly_the_teachers_answers():
-    data = toy_data(64)
+def test_teacher_memo_replays_exactly_the_teachers_answers(toy_data):
+    data = toy_data(64, size=8)
     torch.manual_seed(0)
     teacher = models.small_cnn(widths=(4, 4, 4), classes=3)
     memo = distillation.TeacherMemo(teacher)
@@ -189,8 +179,8 @@ def test_teacher_memo_replays_exactly_the_teachers_answers():
         distillation.DistillationLoss(models.mlp(hidden=4, classes=3), memo=memo)
 
 
-def test_students_start_from_identical_weights_and_see_identical_batches():
-    data = toy_data(64)
+def test_students_start_from_identical_weights_and_see_identical_batches(toy_data):
+    data = toy_data(64, size=8)
     torch.manual_seed(0)
     teacher = models.small_cnn(widths=(4, 4, 4), classes=3)
     model_fn = lambda: models.mlp(hidden=8, in_features=3 * 8 * 8, classes=3)  # noqa: E731
@@ -226,8 +216,8 @@ def test_linear_decay_reaches_zero():
     assert lrs == pytest.approx([0.5, 0.375, 0.25, 0.125]) and opt.param_groups[0]["lr"] == 0.0
 
 
-def test_seconds_per_image_is_positive_and_restores_mode():
-    data = toy_data(40)
+def test_seconds_per_image_is_positive_and_restores_mode(toy_data):
+    data = toy_data(40, size=8)
     model = models.small_cnn(widths=(4, 4, 4), classes=3)
     model.train()
     t = distillation_analysis.seconds_per_image(model, data, batch_size=16, repeats=2)
@@ -235,9 +225,6 @@ def test_seconds_per_image_is_positive_and_restores_mode():
 
 
 def test_plots_draw_without_error():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     images = np.zeros((2, 32, 32, 3), dtype=np.uint8)
@@ -249,8 +236,8 @@ def test_plots_draw_without_error():
     plt.close("all")
 
 
-def test_dataset_logits_runner_up_and_accuracy_gain():
-    data = toy_data(30)
+def test_dataset_logits_runner_up_and_accuracy_gain(toy_data):
+    data = toy_data(30, size=8)
     model = models.small_cnn(widths=(4, 4, 4), classes=3)
     model.train()
     z = distillation_analysis.dataset_logits(model, data, batch_size=7)

@@ -8,23 +8,13 @@ import math
 import multiprocessing
 import time
 
-import matplotlib
 
-matplotlib.use("Agg")
+import pytest
+import torch
+from torch.nn import functional as F
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from course_lib.techniques import parallel  # noqa: E402
-from course_lib.techniques.parallel import launch  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from course_lib.techniques import parallel
+from course_lib.techniques.parallel import launch
 
 
 def _no_children_left():

@@ -2,25 +2,16 @@
 
 import gc
 
-import matplotlib
 
-matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.animation import FuncAnimation
+from matplotlib.contour import ContourSet
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.animation import FuncAnimation  # noqa: E402
-from matplotlib.contour import ContourSet  # noqa: E402
-
-from course_lib import plots  # noqa: E402
-from course_lib.problems import get_landscape, run_optimizer, run_optimizers  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from course_lib import plots
+from course_lib.problems import get_landscape, run_optimizer, run_optimizers
 
 
 @pytest.fixture(scope="module")

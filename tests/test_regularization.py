@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import engine, optim
-from course_lib.engine import augment, models
+from course_lib import optim
+from course_lib.engine import augment
 from course_lib.techniques import dropout, regularization as reg
-from course_lib.problems.synthetic import brightest_channel_images
 
 matplotlib.use("Agg")
 
@@ -248,11 +247,7 @@ def test_random_rotate_angles_and_reproducibility():
 # ----------------------------------------------------------------------------- experiments
 
 
-def toy_data(n=96, seed=0):
-    return engine.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
-
-
-def test_compare_regularizers_same_start_and_gap():
+def test_compare_regularizers_same_start_and_gap(toy_data):
     data = toy_data()
     settings = {
         "none": reg.Setting(optim.SGD, dict(lr=0.05)),
@@ -278,14 +273,14 @@ def test_compare_regularizers_same_start_and_gap():
     assert len(ax.get_legend().get_texts()) == 2
 
 
-def test_show_augmentations_draws_a_row_per_augmentation():
+def test_show_augmentations_draws_a_row_per_augmentation(toy_data):
     data = toy_data(8)
     fig = reg.show_augmentations(data, {"flip": augment.random_flip, "rotate": augment.random_rotate}, n=4)
     assert len(fig.axes) == 3 * 4
     assert fig.axes[4].get_ylabel() == "flip"
 
 
-def test_accuracy_difference_is_paired():
+def test_accuracy_difference_is_paired(toy_data):
     data = toy_data(40)
 
     class Fixed(nn.Module):  # predicts the given labels, whatever the input

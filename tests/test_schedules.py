@@ -15,7 +15,6 @@ from torch.optim import lr_scheduler as L
 from course_lib import engine, optim
 from course_lib.engine import models
 from course_lib.optim import schedules as S
-from course_lib.problems.synthetic import brightest_channel_images
 
 TOL = 1e-12
 P = functools.partial
@@ -329,13 +328,9 @@ def test_adapter_accepts_any_callable_and_checks_steps():
         S.warmup_cosine(0, 10, 10)
 
 
-def _toy_data(n=96, seed=0):
-    return engine.DeviceData.from_numpy(*brightest_channel_images(n, seed), device="cpu")
-
-
-def test_adapter_drives_train_per_step_like_torch_does():
+def test_adapter_drives_train_per_step_like_torch_does(toy_data):
     """train(..., scheduler=ScheduledLR) and train(..., scheduler=torch's) take the same steps."""
-    data = _toy_data()
+    data = toy_data()
     epochs, batch = 2, 16
     total = epochs * math.ceil(len(data) / batch)
     runs = {}
@@ -355,8 +350,8 @@ def test_adapter_drives_train_per_step_like_torch_does():
     assert runs["ours"][0].epochs[-1].lr == pytest.approx(0.2 / 25 / 1e4)  # held, not extrapolated
 
 
-def test_compare_schedules_same_start_same_batches():
-    data = _toy_data()
+def test_compare_schedules_same_start_same_batches(toy_data):
+    data = toy_data()
     hists = engine.compare_schedules(lambda: models.mlp(hidden=8, classes=3), optim.SGD, dict(lr=0.1),
                                 {"constant": None, "constant too": S.constant,
                                  "cosine": P(S.cosine_annealing, T_max=12)},

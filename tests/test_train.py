@@ -6,7 +6,6 @@ import torch
 
 from course_lib import engine, optim
 from course_lib.engine import augment, models
-from course_lib.techniques import regularization
 from course_lib.problems.synthetic import brightest_channel_images as toy_data
 
 

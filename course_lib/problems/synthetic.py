@@ -216,16 +216,17 @@ def steady_gradients(steps: int, scales, seed: int = 0) -> Tensor:
     return torch.randn(steps, len(s), generator=gen, dtype=torch.float64) * s
 
 
-def brightest_channel_images(n: int = 256, seed: int = 0, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def brightest_channel_images(n: int = 256, seed: int = 0, classes: int = 3,
+                             size: int = 32) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Tiny image-classification data that trains in seconds: the label is the brightest channel.
 
-    ``n`` RGB images of 32 x 32 (uint8, N x H x W x 3, like ``load_cifar10``) with uniform noise
-    in [0, 100); channel ``label`` (one of ``classes`` <= 3) gets +120 everywhere.
+    ``n`` RGB images of ``size`` x ``size`` (uint8, N x H x W x 3, like ``load_cifar10``) with
+    uniform noise in [0, 100); channel ``label`` (one of ``classes`` <= 3) gets +120 everywhere.
     """
     if not 1 <= classes <= 3:
         raise ValueError(f"classes must be 1, 2 or 3 (one per colour channel), got {classes}")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, n)
-    images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
+    images = rng.integers(0, 100, (n, size, size, 3)).astype(np.uint8)
     images[np.arange(n), :, :, labels] += 120
     return images, labels

@@ -1,0 +1,29 @@
+"""What the unit tests share: the Agg backend, figures closed after each test, one tiny image set."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from course_lib.engine import DeviceData  # noqa: E402
+from course_lib.problems import brightest_channel_images  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """No test leaves a figure open for the next one."""
+    yield
+    plt.close("all")
+
+
+def _toy_data(n: int = 96, seed: int = 0, size: int = 32, classes: int = 3) -> DeviceData:
+    return DeviceData.from_numpy(*brightest_channel_images(n, seed, classes, size), device="cpu")
+
+
+@pytest.fixture
+def toy_data():
+    """``toy_data(n=96, seed=0, size=32, classes=3)``: the tiny image set whose label is the
+    brightest channel (:func:`course_lib.problems.brightest_channel_images`) as CPU DeviceData."""
+    return _toy_data
