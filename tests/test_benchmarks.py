@@ -4,8 +4,9 @@ import importlib.util
 
 import pytest
 
-from course_lib import config, train
-from course_lib.synthetic import brightest_channel_images
+from course_lib import config
+from course_lib.engine import DeviceData
+from course_lib.problems import brightest_channel_images
 
 
 def load_script(name):
@@ -19,8 +20,8 @@ def test_airbench_speed_compares_course_lib_and_torch_on_identical_runs(monkeypa
     bench = load_script("airbench_speed")
 
     def tiny(train_per_class, test_per_class, device):
-        train_data = train.DeviceData.from_numpy(*brightest_channel_images(96, seed=0), device="cpu")
-        test = train.DeviceData.from_numpy(*brightest_channel_images(48, seed=1), device="cpu", stats=train_data.stats)
+        train_data = DeviceData.from_numpy(*brightest_channel_images(96, seed=0), device="cpu")
+        test = DeviceData.from_numpy(*brightest_channel_images(48, seed=1), device="cpu", stats=train_data.stats)
         return {"train": train_data, "test": test}
 
     monkeypatch.setattr(bench, "load", tiny)

@@ -69,3 +69,15 @@ def test_progress_rule(monkeypatch):
     assert not config.show_progress(None)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert config.show_progress(None)
+
+
+def test_seeded_repeats_draws_and_restores_the_callers_generator():
+    torch.manual_seed(7)
+    expected_after = torch.rand(2)
+    torch.manual_seed(7)
+    with config.seeded(0):
+        a = torch.rand(3)
+    with config.seeded(0):
+        b = torch.rand(3)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.rand(2), expected_after)  # as if the blocks had never run

@@ -1,4 +1,4 @@
-"""course_lib.ewma: the formulas of the EWMA chapter."""
+"""course_lib.optim.ewma: the formulas of the EWMA chapter."""
 
 import numpy as np
 import pytest

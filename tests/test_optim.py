@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 
@@ -389,3 +390,39 @@ def test_works_on_a_real_network():
 def test_max_difference_sees_equal_and_different_optimizers():
     assert co.max_difference(co.Adam, torch.optim.Adam, lr=0.01, amsgrad=True) == 0.0
     assert co.max_difference(co.Adam, torch.optim.AdamW, lr=0.01, weight_decay=0.1) > 1e-3
+
+
+# ---- the parity tables and the rules' own keywords ------------------------------------------
+
+
+def test_parity_table_prints_every_row_and_checks_its_tolerance():
+    table = co.optimizer_parity([(co.SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9)),
+                                 (co.Adam, torch.optim.Adam, dict(lr=0.01))], steps=20)
+    text = str(table)
+    assert "course_lib.SGD vs torch.SGD" in text and "lr=0.1, momentum=0.9" in text and "yes" in text
+    assert table.passed and table.worst == 0.0 and table.check() is table
+    # a row that is not equal fails, and says which one
+    off = co.optimizer_parity([(co.SGD, torch.optim.SGD, dict(lr=0.1)),
+                               (functools.partial(co.SGD, lr=0.1), functools.partial(torch.optim.SGD, lr=0.1 + 1e-9), {})],
+                              steps=5)
+    assert not off.passed and off.worst > 0 and "NO" in str(off)
+    with pytest.raises(AssertionError, match="not equal to torch"):
+        off.check()
+
+
+def test_schedule_parity():
+    import torch.optim.lr_scheduler as L
+
+    table = co.schedule_parity([("step", functools.partial(co.schedules.step_decay, step_size=3, gamma=0.5),
+                                 lambda o: L.StepLR(o, step_size=3, gamma=0.5), 20, torch.optim.SGD, {})])
+    assert table.passed and "step" in str(table)
+    wrong = co.schedule_parity([("step", functools.partial(co.schedules.step_decay, step_size=3, gamma=0.5),
+                                 lambda o: L.StepLR(o, step_size=4, gamma=0.5), 20, torch.optim.SGD, {})])
+    assert not wrong.passed
+
+
+def test_a_misspelt_keyword_of_a_rule_is_an_error():
+    p = torch.zeros(3)
+    with pytest.raises(TypeError, match="momentm"):
+        co.sgd_rule(p, torch.ones(3), {}, lr=0.1, momentm=0.9, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                    nesterov=False)

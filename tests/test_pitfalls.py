@@ -1,4 +1,4 @@
-"""The popular snippets compute what course_lib.pitfalls says they compute."""
+"""The popular snippets compute what course_lib.optim.pitfalls says they compute."""
 
 import functools
 

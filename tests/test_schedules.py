@@ -1,4 +1,4 @@
-"""course_lib.schedules: every schedule against torch.optim.lr_scheduler, the adapter, torch's surprises."""
+"""course_lib.optim.schedules: every schedule against torch.optim.lr_scheduler, the adapter, torch's surprises."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_notebook_carries_the_slide_metadata(path):
     nb = nbformat.read(path, as_version=4)
-    assert slides.apply_slide_metadata(nb) == 0, f"run: python -m course_lib.slides {path.relative_to(ROOT)}"
+    assert slides.apply_slide_metadata(nb) == 0, f"run: python -m course_lib.teaching.slides {path.relative_to(ROOT)}"
     assert nb.cells[0].metadata.slideshow.slide_type == "slide"
 
 

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from course_lib import study, train
+from course_lib import study
+from course_lib.engine import DeviceData
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +21,11 @@ def tiny_data():
             images[i, 3 * c : 3 * c + 3] += 150
         return images, labels
 
-    train_data = train.DeviceData.from_numpy(*split(80), device="cpu")
+    train_data = DeviceData.from_numpy(*split(80), device="cpu")
     return {
         "train": train_data,
-        "val": train.DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
-        "test": train.DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
+        "val": DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
+        "test": DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
     }
 
 
@@ -60,7 +61,7 @@ def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
     assert "grid" not in study.summary_markdown(inside, cfg.target_accuracy)
 
     # a second run does nothing: every run is already in the results file
-    monkeypatch.setattr(study, "train_one", lambda *a, **k: pytest.fail("re-ran a finished run"))
+    monkeypatch.setattr(study.protocol, "train_one", lambda *a, **k: pytest.fail("re-ran a finished run"))
     study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
     assert len(store.load()) == 6
 
@@ -81,13 +82,13 @@ def test_interruption_keeps_finished_runs(tmp_path, cfg, tiny_data, monkeypatch)
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(study, "train_one", flaky)
+    monkeypatch.setattr(study.protocol, "train_one", flaky)
     with pytest.raises(KeyboardInterrupt):
         study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
     store = study.ResultStore(tmp_path / "results.jsonl")
     assert len(store.load()) == 2
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
-    monkeypatch.setattr(study, "train_one", real)
+    monkeypatch.setattr(study.protocol, "train_one", real)
     study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
     assert len(store.load()) == 6
 
@@ -192,3 +193,65 @@ def test_a_new_setting_at_its_default_keeps_old_fingerprints(cfg):
     assert Extended(**dataclasses.asdict(cfg), new_option=True).fingerprint() != cfg.fingerprint()
     assert dataclasses.replace(cfg, tta=0).fingerprint() == cfg.fingerprint()  # tta=0 is the default
     assert dataclasses.replace(cfg, tta=1).fingerprint() != cfg.fingerprint()
+
+
+def test_default_fingerprints_are_those_of_the_studies_already_run():
+    # the optimizers' fixed settings moved into the configuration at their old values: a
+    # setting at its default is left out of the hash, so stored results stay readable
+    assert study.fast_config().fingerprint() == "fcfb5c42de24"
+    assert study.full_config().fingerprint() == "b12ab7077f3d"
+
+
+def test_optimizer_settings_are_part_of_the_configuration(tmp_path, cfg, tiny_data):
+    assert study.optimizer_for(cfg, "Nesterov") == (study.OPTIMIZER_CLASSES["SGD"], {"momentum": 0.9, "nesterov": True})
+    settings = dict(cfg.optimizer_settings, SGD=("SGD", {"momentum": 0.5}))
+    changed = dataclasses.replace(cfg, optimizer_settings=settings)
+    assert changed.fingerprint() != cfg.fingerprint()
+    spec = study.RunSpec("search", "SGD", 0.3, 0)
+    plain, with_momentum = (study.train_one(c, spec, tiny_data, progress=False) for c in (cfg, changed))
+    assert plain["history"]["step_loss"][0] == with_momentum["history"]["step_loss"][0]  # same weights, batch
+    assert plain["history"]["step_loss"][-1] != with_momentum["history"]["step_loss"][-1]  # the setting is used
+    # the override of the benchmarks: (class, fixed kwargs) instead of the configuration's entry
+    override = study.train_one(changed, spec, tiny_data, progress=False, optimizer=study.optimizer_for(cfg, "SGD"))
+    assert override["history"]["step_loss"] == plain["history"]["step_loss"]
+    study.write_config(changed, tmp_path)
+    assert study.load_config(tmp_path) == changed  # the settings survive the JSON round trip
+    with pytest.raises(ValueError, match="unknown class"):
+        dataclasses.replace(cfg, optimizer_settings=dict(settings, SGD=("Lion", {})))
+    with pytest.raises(ValueError, match="learning rate is searched"):
+        dataclasses.replace(cfg, optimizer_settings=dict(settings, SGD=("SGD", {"lr": 0.1})))
+
+
+def test_a_configuration_written_before_optimizer_settings_existed_loads(tmp_path, cfg):
+    study.write_config(cfg, tmp_path)
+    path = tmp_path / "study-config.json"
+    fields = json.loads(path.read_text())
+    del fields["optimizer_settings"]
+    path.write_text(json.dumps(fields))
+    loaded = study.load_config(tmp_path)
+    assert loaded == cfg and loaded.fingerprint() == cfg.fingerprint()
+
+
+def test_train_one_leaves_the_callers_generator_alone(cfg, tiny_data):
+    import torch
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    study.train_one(cfg, study.RunSpec("search", "SGD", 0.01, 3), tiny_data, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_all_lists_every_name_notebook_11_and_the_benchmarks_use():
+    import re
+
+    from course_lib import config
+
+    root = config.repo_root()
+    notebook = json.loads((root / "notebooks" / "11-cifar10-optimizer-study.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    sources.append((root / "benchmarks" / "airbench_speed.py").read_text())
+    used = {name for text in sources for name in re.findall(r"\bstudy\.(\w+)", text)}
+    assert {"load_data", "data_variant", "summary_markdown", "run_study", "optimizer_for"} <= used
+    assert used <= set(study.__all__), used - set(study.__all__)
+    assert all(hasattr(study, name) for name in study.__all__)

@@ -1,4 +1,4 @@
-"""Tests for course_lib.synthetic: the sparse-feature regression, its fitting loop, steady gradients."""
+"""Tests for course_lib.problems.synthetic: the sparse-feature regression, its fitting loop, steady gradients."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""course_lib.adaptive.trace_optimizer: records the real optimizer's parameter and state."""
+"""course_lib.problems.runs.trace_optimizer: records the real optimizer's parameter and state."""
 
 from __future__ import annotations
 

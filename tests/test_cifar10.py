@@ -1,4 +1,4 @@
-"""Tests for course_lib.data: CIFAR-10 loading on small archives built here, never the network."""
+"""Tests for course_lib.engine.cifar10: CIFAR-10 loading on small archives built here, never the network."""
 
 from __future__ import annotations
 
