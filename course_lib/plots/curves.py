@@ -88,7 +88,7 @@ def plot_histories(
     ax: Axes | None = None,
     log: bool = False,
 ) -> Axes:
-    """Draw one curve per training run (label -> :class:`course_lib.train.History`).
+    """Draw one curve per training run (label -> :class:`course_lib.engine.loop.History`).
 
     ``metric`` is a per-epoch column (``"train_loss"``, ``"val_acc"``, ...) drawn against
     ``x = "epoch"`` or ``"seconds"`` (wall time), or ``"step_loss"`` drawn against

@@ -296,7 +296,7 @@ def trace_optimizer(
     - an array or tensor of shape ``(steps, *start.shape)``: a fixed stream, ``g_t =
       gradients[t - 1]`` whatever the parameter does (how a noisy, stationary problem looks);
       ``steps`` defaults to its length;
-    - a :class:`~course_lib.landscapes.Landscape` (``start`` is then a point ``(x, y)``): its
+    - a :class:`~course_lib.problems.landscapes.Landscape` (``start`` is then a point ``(x, y)``): its
       gradient at the current point, by autograd;
     - any callable ``tensor -> tensor``: the gradient at the current parameter.
 
