@@ -8,7 +8,7 @@ course_lib's SGD and torch.optim.SGD side by side in one process.
 
 The course's target for a GPU (an H100): at least 93% test accuracy in at most 15 s on the JPEG
 copy of CIFAR-10. Training uses all 50,000 training images and the recipe of the full study
-(``course_lib.study.train_one``): the airbench-style net with a frozen whitening stem,
+(``course_lib.study.protocol.train_one``): the airbench-style net with a frozen whitening stem,
 flip-and-translate augmentation on the device, label smoothing, warm-up then linear decay of
 the learning rate, bf16 autocast and channels-last on CUDA, and test-time augmentation (six
 views) for the test accuracy. The hyperparameters are fixed on the command line beforehand; the
@@ -34,19 +34,20 @@ import time
 import numpy as np
 import torch
 
-from course_lib import config, data, optim, study, train
+from course_lib import config, optim, study
+from course_lib.engine import DeviceData, cifar10
 
 
-def load(train_per_class: int | None, test_per_class: int | None, device) -> dict[str, train.DeviceData]:
+def load(train_per_class: int | None, test_per_class: int | None, device) -> dict[str, DeviceData]:
     """All (or a class-balanced subset) of the training and test sets on the device; no validation split."""
-    tx, ty = data.load_cifar10("train")
+    tx, ty = cifar10.load_cifar10("train")
     if train_per_class is not None:
-        tx, ty = data.class_balanced_subset(tx, ty, train_per_class, seed=0)
-    out = {"train": train.DeviceData.from_numpy(tx, ty, device)}
-    sx, sy = data.load_cifar10("test")
+        tx, ty = cifar10.class_balanced_subset(tx, ty, train_per_class, seed=0)
+    out = {"train": DeviceData.from_numpy(tx, ty, device)}
+    sx, sy = cifar10.load_cifar10("test")
     if test_per_class is not None:
-        sx, sy = data.class_balanced_subset(sx, sy, test_per_class, seed=0)
-    out["test"] = train.DeviceData.from_numpy(sx, sy, device, stats=out["train"].stats)
+        sx, sy = cifar10.class_balanced_subset(sx, sy, test_per_class, seed=0)
+    out["test"] = DeviceData.from_numpy(sx, sy, device, stats=out["train"].stats)
     return out
 
 

@@ -1,0 +1,43 @@
+"""The CIFAR-10 optimizer study: a fair comparison of SGD, Momentum, Nesterov, AdaGrad, RMSProp,
+Adam and AdamW, resumable and shardable.
+
+=============  ============================================================================
+``design``     what a study is: ``StudyConfig`` (optimizers' fixed settings included, all in
+               its fingerprint), the optimizer registry, lr grids, fast/full configs, the runs
+``store``      what it leaves on disk: results (JSON lines, atomic), merge, its configuration,
+               provenance, which CIFAR-10 variant
+``protocol``   running it: one run (``train_one``), the lr choice on validation, the whole
+               study (``run_study``, resumable and shardable), runs outside the grid
+``report``     tables and figures: summary rows, Markdown/CSV, curves over seeds, lr sensitivity
+``cli``        ``python -m course_lib.study run|merge|summary --out DIR``
+=============  ============================================================================
+
+The modules import left to right. **Protocol**: for every optimizer, each learning rate of its
+log grid is trained once (seed 0); the validation split, carved from the training set, picks
+the rate; the chosen rate is re-run with more seeds and reported on the test set as mean +- std.
+Within a seed every optimizer starts from the same initial weights and sees the same batches
+(:mod:`course_lib.engine.compare`). Results go to ``<out>/results.jsonl``, one record per
+finished run; running the study again skips the runs already there.
+
+Notebook 11 writes ``from course_lib import study`` and uses ``study.fast_config()``,
+``study.load_data(cfg)``, ``study.run_study(cfg, out, data=data)``, ``study.summarize``,
+``study.summary_markdown``, ``study.curves``, ``study.run_extra``.
+"""
+
+from . import cli, design, protocol, report, store
+from .cli import main
+from .design import (LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, RunSpec, StudyConfig, config_for, fast_config,
+                     final_runs, full_config, optimizer_for, search_runs, shard)
+from .protocol import chosen_learning_rates, load_data, run_extra, run_study, train_one
+from .report import curves, final_records, lr_sensitivity, save_figures, summarize, summary_csv, summary_markdown
+from .store import ResultStore, data_variant, load_config, merge, provenance, record_provenance, write_config
+
+__all__ = [
+    "design", "store", "protocol", "report", "cli",
+    "OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "StudyConfig", "fast_config", "full_config",
+    "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard",
+    "ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
+    "train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra",
+    "final_records", "summarize", "curves", "lr_sensitivity", "save_figures", "summary_markdown", "summary_csv",
+    "main",
+]  # fmt: skip

@@ -1,0 +1,91 @@
+"""The command line: ``python -m course_lib.study run|merge|summary --out DIR``.
+
+::
+
+    python -m course_lib.study run --mode fast --out results/study-fast
+    python -m course_lib.study run --mode full --out results/study-full --phase search --shard 1/4
+    python -m course_lib.study merge --out results/study-full
+    python -m course_lib.study summary --out results/study-full
+
+``--shard i/n`` runs every n-th run of the grid, starting at the i-th, so array jobs on a
+cluster can share the work; ``merge`` joins the shard files. On Slurm: an array job of n tasks
+runs ``run --phase search --shard $((SLURM_ARRAY_TASK_ID+1))/n``, then ``merge``; then the
+same for ``--phase final``; then ``summary``. Without ``--mode``, ``summary`` reads the
+configuration the study in ``--out`` ran with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import config
+from ..files import atomic_write_text
+from .design import config_for
+from .protocol import run_study
+from .report import save_figures, summarize, summary_csv, summary_markdown
+from .store import ResultStore, load_config, merge
+
+__all__ = ["main"]
+
+DESCRIPTION = ("The CIFAR-10 optimizer study: a fair comparison of SGD, Momentum, Nesterov, AdaGrad, RMSProp, "
+               "Adam and AdamW, resumable and shardable.")  # fmt: skip
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes i/n, e.g. 2/4; got {text!r}") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"--shard i/n needs 1 <= i <= n; got {text!r}")
+    return i, n
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.study", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in [("run", "run or resume the study"), ("merge", "join shard result files"),
+                       ("summary", "write summary.md and summary.csv")]:  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--out", required=True, help="directory for results, summary and figures")
+        if name == "summary":
+            p.add_argument("--mode", choices=("fast", "full"), default=None,
+                           help="default: the configuration the study in --out was run with")
+        else:
+            p.add_argument("--mode", choices=("fast", "full"), default="fast" if config.is_fast() else "full")
+        if name == "run":
+            p.add_argument("--phase", choices=("search", "final", "all"), default="all")
+            p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N")
+            p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "summary" and args.mode is None:
+        cfg = load_config(args.out) if (Path(args.out) / "study-config.json").exists() else config_for("full")
+    else:
+        cfg = config_for(args.mode)
+    if args.command == "run":
+        run_study(cfg, args.out, phase=args.phase, shard_spec=args.shard,
+                  progress=False if args.no_progress else None,
+                  command="python -m course_lib.study " + " ".join(argv if argv is not None else sys.argv[1:]))  # fmt: skip
+        return 0
+    if args.command == "merge":
+        store = merge(args.out)
+        print(f"merged {len(store.load())} records into {store.path}")
+        return 0
+    records = ResultStore(Path(args.out) / "results.jsonl").load()
+    if not records:
+        print(f"error: no results in {args.out}/results.jsonl; run the study first", file=sys.stderr)
+        return 1
+    rows = summarize(cfg, records)
+    out = Path(args.out)
+    atomic_write_text(out / "summary.md", summary_markdown(rows, cfg.target_accuracy) + "\n")
+    atomic_write_text(out / "summary.csv", summary_csv(rows))
+    figures = save_figures(cfg, records, out)
+    print(summary_markdown(rows, cfg.target_accuracy))
+    print("wrote " + ", ".join(str(p) for p in [out / "summary.md", out / "summary.csv", *figures]))
+    return 0

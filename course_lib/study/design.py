@@ -1,0 +1,195 @@
+"""What a study is: its configuration (with the optimizers' fixed settings), grids and runs.
+
+Every setting that changes a result is a field of :class:`StudyConfig`, so it is part of the
+fingerprint that keys the results: nothing that :func:`~course_lib.study.protocol.train_one`
+reads lives in module state. The optimizer classes are looked up by name in
+:data:`OPTIMIZER_CLASSES`; each of the study's optimizers is a class name with fixed keyword
+arguments (:data:`OPTIMIZER_SETTINGS`, the default of ``StudyConfig.optimizer_settings``);
+the learning rate is the searched axis (:data:`LR_GRIDS`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import optim
+from ..engine import models
+
+__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "StudyConfig", "fast_config", "full_config",
+           "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard"]  # fmt: skip
+
+# class name -> optimizer class: course_lib's from-scratch optimizers, and torch's under "torch."
+OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "SGD": optim.SGD,
+    "Adagrad": optim.Adagrad,
+    "RMSprop": optim.RMSprop,
+    "Adam": optim.Adam,
+    "AdamW": optim.AdamW,
+    **{f"torch.{cls.__name__}": cls for cls in (torch.optim.SGD, torch.optim.Adagrad, torch.optim.RMSprop,
+                                                 torch.optim.Adam, torch.optim.AdamW)},
+}  # fmt: skip
+
+# the study's optimizers: name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments)
+OPTIMIZER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "SGD": ("SGD", {}),
+    "Momentum": ("SGD", {"momentum": 0.9}),
+    "Nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}),
+    "AdaGrad": ("Adagrad", {}),
+    "RMSProp": ("RMSprop", {}),
+    "Adam": ("Adam", {}),
+    "AdamW": ("AdamW", {"weight_decay": 0.05}),
+}
+
+# log grids, a factor of about 3 apart, centred on each method's usual range
+LR_GRIDS: dict[str, tuple[float, ...]] = {
+    "SGD": (0.03, 0.1, 0.3, 1.0),
+    "Momentum": (0.003, 0.01, 0.03, 0.1),
+    "Nesterov": (0.003, 0.01, 0.03, 0.1),
+    "AdaGrad": (0.003, 0.01, 0.03, 0.1),
+    "RMSProp": (0.0003, 0.001, 0.003, 0.01),
+    "Adam": (0.0003, 0.001, 0.003, 0.01),
+    "AdamW": (0.0003, 0.001, 0.003, 0.01),
+}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a study; its fingerprint keys the results."""
+
+    mode: str
+    model: str  # "small_cnn" or "airbench"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 512
+    train_per_class: int | None = None  # None: all 5,000 per class
+    test_per_class: int | None = None  # None: all 1,000 per class
+    val_fraction: float = 0.1
+    final_seeds: int = 3
+    target_accuracy: float = 0.5
+    warmup_fraction: float = 0.1
+    augment: bool = True
+    whiten: bool = False  # airbench stem initialised as a frozen patch-whitening layer
+    label_smoothing: float = 0.0  # of the training loss (the reported losses are plain cross-entropy)
+    tta: int = 0  # test-time augmentation level of the reported test accuracy (engine.loop.tta_logits)
+    lr_grids: dict = field(default_factory=lambda: dict(LR_GRIDS))
+    optimizers: tuple = tuple(OPTIMIZER_SETTINGS)
+    # name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments); the lr is searched
+    optimizer_settings: dict = field(default_factory=lambda: copy.deepcopy(OPTIMIZER_SETTINGS))
+
+    def __post_init__(self):
+        unknown = set(self.optimizers) - set(self.optimizer_settings)
+        if unknown:
+            raise ValueError(f"unknown optimizers {sorted(unknown)}; choose from {list(self.optimizer_settings)}")
+        for name, (class_name, fixed) in self.optimizer_settings.items():
+            if class_name not in OPTIMIZER_CLASSES:
+                raise ValueError(f"optimizer {name}: unknown class {class_name!r}; choose from "
+                                 f"{list(OPTIMIZER_CLASSES)}")  # fmt: skip
+            if "lr" in fixed:
+                raise ValueError(f"optimizer {name}: the learning rate is searched (lr_grids), not a fixed setting")
+        if self.model not in ("small_cnn", "airbench"):
+            raise ValueError(f"model must be 'small_cnn' or 'airbench', got {self.model!r}")
+        if self.final_seeds < 1 or self.epochs < 1:
+            raise ValueError("final_seeds and epochs must be at least 1")
+        if self.whiten and self.model != "airbench":
+            raise ValueError("whiten=True needs the airbench model (its 2x2 stem is the whitening layer)")
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings that differ from their defaults: it keys the results.
+
+        Leaving default values out means that a setting added later, whose default keeps the
+        old behaviour, does not change the fingerprints of studies already run.
+        """
+
+        def canonical(value) -> str:
+            return json.dumps(value, sort_keys=True, default=str)
+
+        settings = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                settings[f.name] = value
+                continue
+            if canonical(value) != canonical(default):
+                settings[f.name] = value
+        return hashlib.sha256(canonical(settings).encode()).hexdigest()[:12]
+
+    def make_model(self) -> torch.nn.Module:
+        return (models.small_cnn if self.model == "small_cnn" else models.airbench_net)(**self.model_kwargs)
+
+
+def optimizer_for(cfg: StudyConfig, name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+    """The optimizer class and fixed keyword arguments of the study's optimizer ``name``."""
+    class_name, fixed = cfg.optimizer_settings[name]
+    return OPTIMIZER_CLASSES[class_name], dict(fixed)
+
+
+def fast_config() -> StudyConfig:
+    """CPU: a class-balanced subset, the small CNN, a few epochs, four learning rates each.
+
+    The grids are the full study's shifted up by one step: the small network on few images
+    prefers larger rates (with only the upper three rates of the full grids, Momentum, Adam and
+    AdamW chose their largest, so the best rate may have lain outside the grid).
+
+    200 training images per class, of which a fifth (400 images) is the validation split, and
+    200 test images per class: the standard error of an accuracy near 0.35 is about 0.024 on the
+    validation split and 0.011 on the test set. About 1.5 minutes on two CPU cores.
+    """
+    grids = {name: grid[1:] + (float(f"{grid[-1] * 3:.1g}"),) for name, grid in LR_GRIDS.items()}
+    return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=4,
+                       batch_size=64, train_per_class=200, val_fraction=0.2, test_per_class=200,
+                       final_seeds=3, target_accuracy=0.3, lr_grids=grids)  # fmt: skip
+
+
+def full_config() -> StudyConfig:
+    """GPU: all of CIFAR-10, the airbench-style net, 10 epochs, four learning rates each.
+
+    The airbench training recipe is shared by every optimizer: whitening stem, label smoothing
+    0.2 and test-time augmentation (six views) of the reported test accuracy.
+    """
+    return StudyConfig(mode="full", model="airbench", epochs=10, batch_size=512, target_accuracy=0.9,
+                       whiten=True, label_smoothing=0.2, tta=2)  # fmt: skip
+
+
+def config_for(mode: str) -> StudyConfig:
+    """:func:`fast_config` or :func:`full_config`, by the mode's name."""
+    return {"fast": fast_config, "full": full_config}[mode]()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    phase: str  # "search" or "final" ("extra" for a run outside the grid)
+    optimizer: str
+    lr: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.phase}/{self.optimizer}/lr={self.lr:g}/seed={self.seed}"
+
+
+def search_runs(cfg: StudyConfig) -> list[RunSpec]:
+    """The learning-rate grid, one run per (optimizer, lr), seed 0."""
+    return [RunSpec("search", name, lr, 0) for name in cfg.optimizers for lr in cfg.lr_grids[name]]
+
+
+def final_runs(cfg: StudyConfig, chosen: dict[str, float]) -> list[RunSpec]:
+    """Seeds 1 .. final_seeds-1 of each chosen setting (seed 0 is its search run)."""
+    return [RunSpec("final", name, chosen[name], seed) for name in cfg.optimizers for seed in range(1, cfg.final_seeds)]
+
+
+def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Every ``count``-th run starting at the ``index``-th (1-based): ``--shard index/count``."""
+    if not 1 <= index <= count:
+        raise ValueError(f"shard must be i/n with 1 <= i <= n, got {index}/{count}")
+    return runs[index - 1 :: count]
