@@ -84,5 +84,6 @@ def test_train_variant_trains_only_trainable_parameters(toy_data):
     frozen.requires_grad_(False)
     before = frozen.clone()
     with config.seeded(0):
-        history = train_variant(model, Variant(optim.Adam, {"lr": 0.1}), data, epochs=1, batch_size=8, progress=False)
-    assert torch.equal(frozen, before) and len(history.step_loss) == 4
+        run = train_variant(model, Variant(optim.Adam, {"lr": 0.1}), data, epochs=1, batch_size=8, progress=False)
+    assert torch.equal(frozen, before) and len(run.history.step_loss) == 4
+    assert run.model is model and all(p is not frozen for g in run.optimizer.param_groups for p in g["params"])

@@ -14,7 +14,7 @@ true:
 A :class:`Variant` records what may differ: the optimizer and its settings, a schedule, the
 loss, a penalty, an augmentation, the model's keyword arguments and which parameters the
 optimizer gets (e.g. weight decay on weights only). :func:`compare_variants` trains one run per variant
-and returns a :class:`Run` (model and history) for each; :func:`train_variant` trains one given
+and returns a :class:`Run` (model, history, optimizer) for each; :func:`train_variant` trains one given
 model. :func:`compare_optimizers` and :func:`compare_schedules` are the two common shapes of a
 comparison, written as variants.
 """
@@ -25,6 +25,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from .. import config
@@ -66,10 +67,12 @@ class Variant:
 
 @dataclass
 class Run:
-    """One trained variant: the model (trained in place) and what its run recorded."""
+    """One trained variant: the model (trained in place), what its run recorded, and its
+    optimizer (whose state, e.g. Adam's averages, can be read after the run)."""
 
     model: nn.Module
     history: History
+    optimizer: torch.optim.Optimizer
 
 
 def initial_weights(model_fn: Callable[..., nn.Module], seed: int) -> dict[str, Tensor]:
@@ -81,8 +84,8 @@ def initial_weights(model_fn: Callable[..., nn.Module], seed: int) -> dict[str, 
 
 def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *, epochs: int, batch_size: int,
                   val_data: DeviceData | None = None, seed: int = 0, progress: bool | None = None,
-                  desc: str = "training") -> History:  # fmt: skip
-    """Train ``model`` in place as ``variant`` says, on batches fixed by ``seed``; return its History.
+                  desc: str = "training") -> Run:  # fmt: skip
+    """Train ``model`` in place as ``variant`` says, on batches fixed by ``seed``; return the :class:`Run`.
 
     The optimizer gets ``variant.parameters(model)`` (default: the trainable parameters); a
     schedule is stepped after every optimizer step. The run's global-generator draws (dropout
@@ -95,10 +98,11 @@ def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *,
     if variant.before_run is not None:
         variant.before_run()
     with config.seeded(seed):
-        return train(model, optimizer, train_data, epochs=epochs, batch_size=batch_size, val_data=val_data,
-                     scheduler=scheduler, scheduler_interval="step", augment=variant.augment,
-                     loss_fn=variant.loss_fn, penalty=variant.penalty, seed=seed, progress=progress,
-                     desc=desc)  # fmt: skip
+        history = train(model, optimizer, train_data, epochs=epochs, batch_size=batch_size, val_data=val_data,
+                        scheduler=scheduler, scheduler_interval="step", augment=variant.augment,
+                        loss_fn=variant.loss_fn, penalty=variant.penalty, seed=seed, progress=progress,
+                        desc=desc)  # fmt: skip
+    return Run(model, history, optimizer)
 
 
 def compare_variants(model_fn: Callable[..., nn.Module], variants: Mapping[str, Variant], train_data: DeviceData, *,
@@ -117,9 +121,8 @@ def compare_variants(model_fn: Callable[..., nn.Module], variants: Mapping[str, 
             model = model_fn(**dict(variant.model_kwargs))
         model.load_state_dict(initial)
         model.to(train_data.device)
-        history = train_variant(model, variant, train_data, epochs=epochs, batch_size=batch_size,
-                                val_data=val_data, seed=seed, progress=progress, desc=label)  # fmt: skip
-        runs[label] = Run(model, history)
+        runs[label] = train_variant(model, variant, train_data, epochs=epochs, batch_size=batch_size,
+                                    val_data=val_data, seed=seed, progress=progress, desc=label)  # fmt: skip
     return runs
 
 

@@ -91,7 +91,7 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
     variant = Variant(optimizer_cls, {"lr": spec.lr, **fixed}, schedule=_schedule(cfg, len(train_data)),
                       loss_fn=_loss_fn(cfg), augment=flip_and_translate if cfg.augment else None)  # fmt: skip
     history = train_variant(model, variant, train_data, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                            val_data=data.get("val"), seed=spec.seed, progress=progress, desc=spec.key)  # fmt: skip
+                            val_data=data.get("val"), seed=spec.seed, progress=progress, desc=spec.key).history  # fmt: skip
     test_loss, test_acc = ((float("nan"), float("nan")) if history.diverged
                            else evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
     return {

@@ -284,7 +284,7 @@ def train_teacher(model: nn.Module, train_data: DeviceData, *, epochs: int, batc
     model.to(train_data.device)
     variant = _variant(optimizer, decay, _total_steps(train_data, epochs, batch_size), augment=augment)
     return train_variant(model, variant, train_data, epochs=epochs, batch_size=batch_size, val_data=val_data,
-                         seed=seed, progress=progress, desc=desc)  # fmt: skip
+                         seed=seed, progress=progress, desc=desc).history  # fmt: skip
 
 
 def _student(teacher: nn.Module | None, T: float, alpha: float, memo: TeacherMemo | None, optimizer: OptimizerSpec,
