@@ -16,7 +16,7 @@ fails on any import against this order)::
 ``engine``        training on real data: CIFAR-10, models, device data, augmentation, the loop,
                   fair comparisons (same initial weights, same batches)
 ``techniques``    regularization, dropout, distillation, parallel training
-``study``         the CIFAR-10 optimizer study: protocol, results store, report, CLI
+``study``         the CIFAR-10 optimizer study: design, results store, protocol, report, CLI
 ``teaching``      showing code, answer checkers, student copies, slides, the static site
 ================  ===========================================================================
 
