@@ -105,9 +105,9 @@ def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *,
     return Run(model, history, optimizer)
 
 
-def compare_variants(model_fn: Callable[..., nn.Module], variants: Mapping[str, Variant], train_data: DeviceData, *,
-            epochs: int, batch_size: int, val_data: DeviceData | None = None, seed: int = 0,
-            init_seed: int | None = None, progress: bool | None = None) -> dict[str, Run]:  # fmt: skip
+def compare_variants(model_fn: Callable[..., nn.Module], variants: Mapping[str, Variant], train_data: DeviceData,
+                     *, epochs: int, batch_size: int, val_data: DeviceData | None = None, seed: int = 0,
+                     init_seed: int | None = None, progress: bool | None = None) -> dict[str, Run]:  # fmt: skip
     """Train one fresh model per variant (label -> :class:`Variant`); return label -> :class:`Run`.
 
     Every model starts from the initial weights of ``model_fn()`` built with ``init_seed``

@@ -18,7 +18,6 @@ On CUDA the forward pass runs under bf16 autocast (:func:`autocast`) in channels
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -33,7 +32,8 @@ from .. import config
 from .augment import shift
 from .device_data import DeviceData
 
-__all__ = ["EpochRecord", "History", "train", "evaluate", "tta_logits", "autocast", "to_memory_format"]
+__all__ = ["EpochRecord", "History", "steps_per_epoch", "train", "evaluate", "tta_logits", "autocast",
+           "to_memory_format"]
 
 @dataclass
 class EpochRecord:
@@ -102,6 +102,11 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000, tta: in
     return total_loss / len(data), correct / len(data)
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    r"""Optimizer steps in one epoch over ``n`` examples: :math:`\lceil n / B \rceil` (the last batch may be short)."""
+    return -(-n // batch_size)
+
+
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -141,15 +146,15 @@ def train(
         model.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(seed)
     n = len(train_data)
-    steps_per_epoch = math.ceil(n / batch_size)
+    batches = steps_per_epoch(n, batch_size)
     history = History()
-    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not config.show_progress(progress), leave=False)
+    bar = tqdm(total=epochs * batches, desc=desc, disable=not config.show_progress(progress), leave=False)
     start = time.perf_counter()
     model.train()
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator).to(device)
         epoch_losses, correct = [], torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
+        for i in range(batches):
             index = order[i * batch_size : (i + 1) * batch_size]
             x, y = train_data.batch(index, augment=augment, generator=generator)
             with autocast(device):

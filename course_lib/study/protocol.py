@@ -33,7 +33,7 @@ from ..engine import models
 from ..engine.augment import flip_and_translate
 from ..engine.compare import Variant, train_variant
 from ..engine.device_data import DeviceData, cifar10_on_device
-from ..engine.loop import History, evaluate
+from ..engine.loop import History, evaluate, steps_per_epoch
 from ..optim.schedules import warmup_linear_decay
 from .design import RunSpec, StudyConfig, final_runs, optimizer_for, search_runs, shard
 from .store import ResultStore, data_variant, provenance, record_provenance, write_config
@@ -49,7 +49,7 @@ def _loss_fn(cfg: StudyConfig):
 
 def _schedule(cfg: StudyConfig, train_size: int):
     """Linear warm-up over the first ``warmup_fraction`` of the steps, then linear decay to zero."""
-    steps_total = cfg.epochs * -(-train_size // cfg.batch_size)
+    steps_total = cfg.epochs * steps_per_epoch(train_size, cfg.batch_size)
     warmup = min(max(1, round(cfg.warmup_fraction * steps_total)), steps_total - 1)
     # the first step already moves: the warm-up starts at 1/warmup of the peak rate
     return functools.partial(warmup_linear_decay, warmup_steps=warmup, total_steps=steps_total,

@@ -57,7 +57,7 @@ from torch.nn import functional as F
 
 from ..engine.compare import Variant, compare_variants, train_variant
 from ..engine.device_data import DeviceData
-from ..engine.loop import History, autocast, to_memory_format
+from ..engine.loop import History, autocast, steps_per_epoch, to_memory_format
 from ..optim import Adam
 from ..optim.schedules import warmup_linear_decay
 
@@ -268,7 +268,7 @@ def _variant(optimizer: OptimizerSpec, decay: bool, total_steps: int, **fields: 
 
 
 def _total_steps(train_data: DeviceData, epochs: int, batch_size: int) -> int:
-    return epochs * -(-len(train_data) // batch_size)
+    return epochs * steps_per_epoch(len(train_data), batch_size)
 
 
 def train_teacher(model: nn.Module, train_data: DeviceData, *, epochs: int, batch_size: int,
