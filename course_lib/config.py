@@ -28,6 +28,15 @@ import torch
 
 T = TypeVar("T")
 
+
+class ConfigError(ValueError, RuntimeError):
+    """An environment variable of the course holds a value it cannot use.
+
+    The message names the variable, the value and what is accepted. (A ``ValueError`` and,
+    for the device, a ``RuntimeError``, as these settings raised before.)
+    """
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -39,7 +48,10 @@ def is_fast() -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise ValueError(f"COURSE_FAST must be 0 or 1 (or true/false), got {raw!r}")
+    raise ConfigError(
+        f"COURSE_FAST={raw!r} is not a known value: use 1 (or true/yes/on) for fast mode, "
+        f"0 (or false/no/off, or leave it unset) for full mode"
+    )
 
 
 def pick(full: T, fast: T) -> T:
@@ -48,14 +60,40 @@ def pick(full: T, fast: T) -> T:
 
 
 def device() -> torch.device:
-    """The device to compute on: ``COURSE_DEVICE`` if set, else CUDA when available, else CPU."""
+    """The device to compute on: ``COURSE_DEVICE`` if set, else CUDA when available, else CPU.
+
+    Raises :class:`ConfigError`, naming the variable, when ``COURSE_DEVICE`` is not a device
+    torch knows (``banana``) or one this machine does not have (``cuda`` without a GPU,
+    ``cuda:3`` with two, ``mps`` off a Mac), so that a caller can check it before writing anything.
+    """
     name = os.environ.get("COURSE_DEVICE", "").strip()
-    if name:
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
         dev = torch.device(name)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"COURSE_DEVICE={name!r} but CUDA is not available on this machine")
-        return dev
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"COURSE_DEVICE={name!r} is not a device torch knows: use cpu, cuda, cuda:<index> or mps, "
+            f"or leave it unset (CUDA when available, else CPU)"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"COURSE_DEVICE={name!r} but CUDA is not available on this machine; "
+                              f"use cpu or leave COURSE_DEVICE unset")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"COURSE_DEVICE={name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s), numbered from 0")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ConfigError(f"COURSE_DEVICE={name!r} but MPS (Apple GPU) is not available on this machine; "
+                              f"use cpu or leave COURSE_DEVICE unset")
+    elif dev.type != "cpu":
+        module = getattr(torch, dev.type, None)
+        available = getattr(module, "is_available", None)
+        if not (callable(available) and available()):
+            raise ConfigError(f"COURSE_DEVICE={name!r} but {dev.type} is not available on this machine; "
+                              f"use cpu, cuda or mps, or leave COURSE_DEVICE unset")
+    return dev
 
 
 def repo_root() -> Path:
@@ -65,13 +103,35 @@ def repo_root() -> Path:
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """Directory for downloads and caches, created if missing.
+    """Directory for downloads and caches.
 
     Order of precedence: the ``path`` argument, ``COURSE_DATA_DIR``, the repository's ``data/``.
+    The argument and the default are created when missing; ``COURSE_DATA_DIR`` must name an
+    existing directory (a typo must not silently become a new directory that a 170 MB download
+    then fills). Raises :class:`ConfigError` naming the variable (or ``data_dir``) when the
+    path is a file, lies under a file, or (for the variable) does not exist.
     """
-    chosen = path or os.environ.get("COURSE_DATA_DIR") or repo_root() / "data"
-    out = Path(chosen).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    env = os.environ.get("COURSE_DATA_DIR", "").strip()
+    if path:
+        chosen, what, create = Path(path), "data_dir", True
+    elif env:
+        chosen, what, create = Path(env), "COURSE_DATA_DIR", False
+    else:
+        chosen, what, create = repo_root() / "data", "the default data directory", True
+    out = chosen.expanduser()
+    label = f"{what}={str(chosen)!r}" if what != "the default data directory" else f"{what} {str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{label} is a file, not a directory; point it at a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{label} lies under {str(parent)!r}, which is a file, not a directory")
+            break
+    if not out.exists():
+        if not create:
+            raise ConfigError(f"{label} does not exist; create it first (mkdir -p {out}) or correct the "
+                              f"variable; nothing was created or downloaded")
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 

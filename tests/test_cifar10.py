@@ -29,6 +29,7 @@ N_TRAIN, N_TEST = 20, 6  # 5 training batches of 4 images, a test batch of 6
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     """No test sees the developer's data directory or draws progress bars."""
+    (tmp_path / "default-data").mkdir()
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "default-data"))
     monkeypatch.setenv("CI", "1")
 

@@ -17,9 +17,10 @@ def test_fast_mode_and_pick(monkeypatch, value, fast):
     assert config.pick(full=20, fast=2) == (2 if fast else 20)
 
 
-def test_bad_fast_value(monkeypatch):
-    monkeypatch.setenv("COURSE_FAST", "maybe")
-    with pytest.raises(ValueError, match="COURSE_FAST"):
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_bad_fast_value(monkeypatch, value):
+    monkeypatch.setenv("COURSE_FAST", value)
+    with pytest.raises(config.ConfigError, match=f"COURSE_FAST='{value}' is not a known value: use 1 .* 0 "):
         config.is_fast()
 
 
@@ -34,7 +35,36 @@ def test_device(monkeypatch):
             config.device()
 
 
+@pytest.mark.parametrize("value", ["banana", "mps", "cuda:7"])
+def test_unusable_device_names_the_variable(monkeypatch, value):
+    if value == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    if value == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has eight GPUs")
+    monkeypatch.setenv("COURSE_DEVICE", value)
+    with pytest.raises(config.ConfigError, match=f"^COURSE_DEVICE='{value}' "):
+        config.device()
+
+
+def test_data_dir_that_is_a_file_or_missing_names_the_variable(monkeypatch, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(a_file))
+    with pytest.raises(config.ConfigError, match="COURSE_DATA_DIR=.*notes.txt' is a file, not a directory"):
+        config.data_dir()
+    monkeypatch.setenv("COURSE_DATA_DIR", str(a_file / "data"))
+    with pytest.raises(config.ConfigError, match="COURSE_DATA_DIR=.* lies under .*notes.txt', which is a file"):
+        config.data_dir()
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "mistyped"))
+    with pytest.raises(config.ConfigError, match="COURSE_DATA_DIR=.*mistyped' does not exist"):
+        config.data_dir()
+    assert not (tmp_path / "mistyped").exists()  # nothing created for a download to fill
+    with pytest.raises(config.ConfigError, match="data_dir=.*notes.txt' is a file"):
+        config.data_dir(a_file)
+
+
 def test_data_dir_precedence(monkeypatch, tmp_path):
+    (tmp_path / "env").mkdir()
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "env"))
     assert config.data_dir() == tmp_path / "env" and (tmp_path / "env").is_dir()
     assert config.data_dir(tmp_path / "arg") == tmp_path / "arg"
