@@ -27,10 +27,9 @@ N_TRAIN, N_TEST = 20, 6  # 5 training batches of 4 images, a test batch of 6
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
+def _isolated(monkeypatch, tmp_path_factory):
     """No test sees the developer's data directory or draws progress bars."""
-    (tmp_path / "default-data").mkdir()
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "default-data"))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path_factory.mktemp("default-data")))
     monkeypatch.setenv("CI", "1")
 
 
@@ -184,20 +183,125 @@ def test_explicit_source_gets_its_own_cache(tmp_path, small, monkeypatch):
     np.testing.assert_array_equal(images, small["test"][0])
 
 
-def test_read_only_data_dir_caches_elsewhere(tmp_path, small, monkeypatch):
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    write_image_folder(shared / "cifar10-png.tar.gz", *small["test"], "test")
-    shared.chmod(0o555)
+def test_read_only_data_dirs_cache_elsewhere_each_under_its_own_name(tmp_path, small, monkeypatch):
+    """Two read-only data directories with different images: each load returns its own (the
+    second used to get the first one's images from a shared cache name)."""
+    repo = tmp_path / "repo"
+    monkeypatch.setattr(cifar10.config, "repo_root", lambda: repo)
+    shared = [tmp_path / "shared1", tmp_path / "shared2"]
+    data = [small["test"], _random_split(N_TEST, 7)]
+    for d, (images, labels) in zip(shared, data):
+        d.mkdir()
+        write_image_folder(d / "cifar10-png.tar.gz", images, labels, "test")
+        d.chmod(0o555)
     try:
-        repo = tmp_path / "repo"
-        monkeypatch.setattr(cifar10.config, "repo_root", lambda: repo)
-        images, _ = load_cifar10("test", data_dir=shared, download=False)
-        assert _files(shared) == {"cifar10-png.tar.gz"}
-        assert _files(repo / "data") == {"cifar10-imagefolder-test.npz"}
-        assert locate_cifar10("test", data_dir=shared).cached
+        for _ in range(2):  # decoded, then from the caches
+            for d, (images, labels) in zip(shared, data):
+                got, _ = load_cifar10("test", data_dir=d, download=False)
+                np.testing.assert_array_equal(got, images[np.argsort(labels, kind="stable")])
+                assert _files(d) == {"cifar10-png.tar.gz"}
+        names = _files(repo / "data")
+        assert len(names) == 2 and all(n.startswith("cifar10-imagefolder-test-") for n in names)
+        assert all(locate_cifar10("test", data_dir=d).cached for d in shared)
     finally:
-        shared.chmod(0o755)
+        for d in shared:
+            d.chmod(0o755)
+
+
+def test_an_image_folder_cache_does_not_hide_a_new_official_archive(tmp_path, small, monkeypatch):
+    _no_network(monkeypatch)
+    root = tmp_path / "d"
+    root.mkdir()
+    folder = write_image_folder(root / "cifar10-png.zip", *_random_split(N_TEST, 5), "test")
+    load_cifar10("test", data_dir=root, download=False)
+    folder.unlink()
+    assert locate_cifar10("test", data_dir=root).cached  # only the cache is left: it is enough
+    _official(root / "cifar-10-python.tar.gz", small)
+    assert locate_cifar10("test", data_dir=root) == ("official", root / "cifar-10-python.tar.gz", False)
+    images, _ = load_cifar10("test", data_dir=root, md5=None, download=False)
+    np.testing.assert_array_equal(images, small["test"][0])
+
+
+def test_a_foreign_cache_is_rebuilt_with_a_warning(tmp_path, small, monkeypatch):
+    _no_network(monkeypatch)
+    root = tmp_path / "d"
+    root.mkdir()
+    foreign = root / "cifar10-official-test.npz"
+    np.savez(foreign, images=np.zeros((3, 32, 32, 3), np.uint8), labels=np.zeros(3, np.int64))
+    with pytest.raises(DataError, match=r"not found.*Not used: the CIFAR-10 cache .*cifar10-official-test\.npz "
+                                        r"records no source"), pytest.warns(UserWarning, match="not using it"):
+        load_cifar10("test", data_dir=root, download=False)  # no source: refused, never returned
+    _official(root / "cifar-10-python.tar.gz", small)
+    with pytest.warns(UserWarning, match=r"cifar10-official-test\.npz records no source .*; not using it; "
+                                         r"rebuilding it"):
+        images, _ = load_cifar10("test", data_dir=root, md5=None, download=False)
+    np.testing.assert_array_equal(images, small["test"][0])
+    assert locate_cifar10("test", data_dir=root) == ("official", foreign, True)  # rebuilt in place
+
+
+def test_a_cache_of_a_changed_source_is_rebuilt(tmp_path, small, monkeypatch):
+    _no_network(monkeypatch)
+    archive = _official(tmp_path / "mine.tar.gz", small)
+    cache = tmp_path / "cache"
+    load_cifar10("test", source=archive, md5=None, cache_dir=cache)
+    other = {"train": small["train"], "test": _random_split(N_TEST, 9)}
+    _official(archive, other)
+    os.utime(archive, ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    with pytest.warns(UserWarning, match=r"was made from .*mine\.tar\.gz before it changed"):
+        images, _ = load_cifar10("test", source=archive, md5=None, cache_dir=cache)
+    np.testing.assert_array_equal(images, other["test"][0])
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_an_official_cache_verified_against_the_md5_needs_the_official_count(tmp_path, small):
+    from course_lib.engine import cifar10_cache
+
+    archive = _official(tmp_path / "cifar-10-python.tar.gz", small)
+    path = tmp_path / "c.npz"
+    cifar10_cache._save_cache(path, *small["test"], kind="official", split="test", source=archive,
+                              md5=cifar10.MD5)
+    assert cifar10_cache.cache_problem(path, "official", "test", archive) == (
+        "holds 6 images, but the official test split has 10000")
+    cifar10_cache._save_cache(path, *small["test"], kind="official", split="test", source=archive, md5=None)
+    assert cifar10_cache.cache_problem(path, "official", "test", archive) is None
+    assert "expected 'official' 'train'" in cifar10_cache.cache_problem(path, "official", "train", archive)
+
+
+_KILLED_CACHE_WRITER = """
+import sys, time
+import numpy as np
+from course_lib.engine import cifar10
+def slow(f, **arrays):
+    f.write(b"PK" + bytes(1000))
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+np.savez = slow
+cifar10.load_cifar10("test", source=sys.argv[1], md5=None, cache_dir=sys.argv[2])
+"""
+
+
+def test_sigkill_during_a_cache_write_then_a_rerun(tmp_path, small):
+    import signal
+    import subprocess
+    import sys
+
+    archive = _official(tmp_path / "mine.tar.gz", small)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_CACHE_WRITER, str(archive), str(cache)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    (left,) = cache.iterdir()
+    assert left.name.startswith(".cifar10-official-test-") and left.name.endswith(".tmp")
+    images, _ = load_cifar10("test", source=archive, md5=None, cache_dir=cache)  # the rerun
+    np.testing.assert_array_equal(images, small["test"][0])
+    (npz,) = cache.iterdir()  # the leftover is gone, the cache is complete
+    assert npz.suffix == ".npz"
+    assert locate_cifar10("test", source=archive, cache_dir=cache).cached
 
 
 def test_download_uses_official_url_and_md5(tmp_path, small, monkeypatch):
@@ -309,6 +413,17 @@ def test_batch_of_wrong_shape(tmp_path, small):
         load_cifar10("test", source=bad, md5=None, cache_dir=tmp_path / "cache")
 
 
+def test_label_out_of_range_names_the_batch_file(tmp_path, small):
+    import pickle
+
+    whole = _official(tmp_path / "whole.tar.gz", small)
+    bad_batch = {b"batch_label": b"x", b"labels": [0, 12], b"data": np.zeros((2, 3072), np.uint8),
+                 b"filenames": [b"a", b"b"]}  # fmt: skip
+    bad = _rewrite_tar(whole, tmp_path / "bad.tar.gz", replace={"data_batch_4": pickle.dumps(bad_batch)})
+    with pytest.raises(DataError, match=r"bad\.tar\.gz: data_batch_4: labels outside 0\.\.9 \(e\.g\. 12, 1 of 2\)"):
+        load_cifar10("train", source=bad, md5=None, cache_dir=tmp_path / "cache")
+
+
 def _python2_pickle(obj) -> bytes:
     """A pickle as Python 2's cPickle wrote the official batches: protocol 2, byte strings as
     BINSTRING opcodes, numpy arrays through numpy.core.multiarray._reconstruct."""
@@ -394,7 +509,8 @@ def test_undecodable_image(tmp_path):
 
 def test_corrupt_cache(tmp_path):
     (tmp_path / "cifar10-official-test.npz").write_bytes(b"garbage")
-    with pytest.raises(DataError, match=r"cifar10-official-test\.npz.*delete it"):
+    with pytest.raises(DataError, match=r"cifar10-official-test\.npz is unreadable .*delete it"), \
+            pytest.warns(UserWarning, match="is unreadable"):
         load_cifar10("test", data_dir=tmp_path, download=False)
 
 
@@ -533,4 +649,5 @@ def test_shared_jpeg_copy_test_split(tmp_path, monkeypatch):
     assert np.bincount(labels, minlength=10).tolist() == [1000] * 10
     assert (np.diff(labels) >= 0).all()  # grouped by class
     assert 100 < images.mean() < 140  # real photos, not noise or zeros
-    assert _files(tmp_path) == {"cifar10-imagefolder-test.npz"}
+    (name,) = _files(tmp_path)  # a cache outside the data directory: named after it
+    assert name.startswith("cifar10-imagefolder-test-") and name.endswith(".npz")

@@ -11,24 +11,27 @@ Where the data comes from, first match wins (see :func:`locate_cifar10`):
    ``cifar-10-batches-py/`` folder, or to an *image folder* (a directory, ``.tar``,
    ``.tar.gz``/``.tgz`` or ``.zip`` holding ``train|test/<class>/*.png|*.jpg|*.jpeg``, possibly
    under one top-level folder).
-2. A cache in the cache directory: ``cifar10-official-<split>.npz``, then
-   ``cifar10-imagefolder-<split>.npz``.
-3. In the data directory (``config.data_dir()``: the ``data_dir`` argument, else
+2. In the data directory (``config.data_dir()``: the ``data_dir`` argument, else
    ``COURSE_DATA_DIR``, else the repository's ``data/``): the official archive
    ``cifar-10-python.tar.gz`` (or ``cifar-10-batches-py/``), then an image folder named
    ``cifar10-*`` (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip`` or a directory), e.g. the JPEG copy
    ``cifar10-jpeg.tar.gz``.
+3. When neither is there: a cache left in the cache directory (``cifar10-official-<split>.npz``,
+   then ``cifar10-imagefolder-<split>.npz``) whose record of its source is complete.
 4. A download of the official archive (``download=True``), MD5-verified.
 
 The official data comes before an image folder because its pixels are exact; an image folder
 of JPEG files is only close to them, so results measured on it should say so. Use
 :func:`locate_cifar10` to find out which kind a load will use.
 
-**Cache.** Decoded arrays are saved, uncompressed, as one ``.npz`` per split and kind of source
-(``cifar10-official-train.npz``, ``cifar10-imagefolder-test.npz``; an explicit ``source=`` gets
-its own name with a fingerprint of its path, size and modification time), written under a
+**Cache.** Decoded arrays are saved, uncompressed, as one ``.npz`` per split and source
+(``cifar10-official-train.npz``, ``cifar10-imagefolder-test.npz``; an explicit ``source=``, or
+a cache outside the data directory, gets a hash of the path in its name), written under a
 temporary name and renamed into place, so an interrupted write never leaves a file that looks
-complete. A cached load of the training split takes well under a second. The cache directory is
+complete (and the next load removes what a killed writer left). Each cache records the source it
+was decoded from (path, size, modification time, image count); one that does not describe the
+source that would be read now (another directory, a changed file, a foreign or old-format
+file) is rebuilt with a warning, never used (:mod:`course_lib.engine.cifar10_cache`). A cached load of the training split takes well under a second. The cache directory is
 ``cache_dir`` when given, else the data directory when it is writable, else the repository's
 ``data/`` (so a read-only shared data directory works: the cache lands in the checkout). A
 directory with no write permission bit at all counts as read-only even for root. Delete a cache
@@ -48,13 +51,16 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import config
-from .cifar10_cache import _cache_path, _is_writable_dir, _load_cache, _resolve_cache_dir, _save_cache
+from ..files import remove_stale_temporaries
+from .cifar10_cache import (_cache_path, _is_writable_dir, _load_cache, _resolve_cache_dir, _save_cache,
+                            cache_problem)
 from .cifar10_formats import (_ARCHIVE_SUFFIXES, ARCHIVE_NAME, BATCHES_DIR, CLASSES, MD5, SPLITS, URL, DataError,
                               _check_arrays, _check_split, _is_archive, _looks_official, _read_image_folder,
                               _read_official, verify_md5)
@@ -104,6 +110,22 @@ def locate_cifar10(
     _check_split(split)
     root = config.data_dir(data_dir)
     cache = _resolve_cache_dir(root, cache_dir)
+    found, _ = _locate(split, root, source, cache)
+    return found
+
+
+def _locate(split: str, root: Path, source, cache: Path) -> tuple[Cifar10Source | None, list[str]]:
+    """:func:`locate_cifar10`, and why each cache that was passed over was not used."""
+    passed_over: list[str] = []
+
+    def usable(cached: Path, kind: str, src: Path | None) -> bool:
+        if not cached.is_file():
+            return False
+        problem = cache_problem(cached, kind, split, src)
+        if problem is not None:
+            passed_over.append(f"the CIFAR-10 cache {cached} {problem}")
+        return problem is None
+
     if source is not None:
         src = Path(source).expanduser()
         if not src.exists():
@@ -113,23 +135,29 @@ def locate_cifar10(
             raise DataError(f"source {src}: expected a directory or a {kinds} archive")
         kind = "official" if _looks_official(src) else "imagefolder"
         cached = _cache_path(cache, kind, split, src)
-        if cached.is_file():
-            return Cifar10Source(kind, cached, True)
-        return Cifar10Source(kind, src, False)
-    for kind in ("official", "imagefolder"):
-        cached = _cache_path(cache, kind, split)
-        if cached.is_file():
-            return Cifar10Source(kind, cached, True)
+        if usable(cached, kind, src):
+            return Cifar10Source(kind, cached, True), passed_over
+        return Cifar10Source(kind, src, False), passed_over
     dirs = [root] + ([cache] if cache.resolve() != root.resolve() else [])
+    found = None
     for d in dirs:
         for name in (ARCHIVE_NAME, BATCHES_DIR):
-            if (d / name).exists():
-                return Cifar10Source("official", d / name, False)
+            if found is None and (d / name).exists():
+                found = Cifar10Source("official", d / name, False)
     for d in dirs:
         for p in sorted(d.glob("cifar10-*")):
-            if not p.name.startswith(".") and (p.is_dir() or _is_archive(p)):
-                return Cifar10Source("imagefolder", p, False)
-    return None
+            if found is None and not p.name.startswith(".") and (p.is_dir() or _is_archive(p)):
+                found = Cifar10Source("imagefolder", p, False)
+    if found is not None:  # the data itself is here: its cache only if made from it
+        cached = _cache_path(cache, found.kind, split, root=root)
+        if usable(cached, found.kind, found.path):
+            return Cifar10Source(found.kind, cached, True), passed_over
+        return found, passed_over
+    for kind in ("official", "imagefolder"):  # no data: a cache that knows what it was made from
+        cached = _cache_path(cache, kind, split, root=root)
+        if usable(cached, kind, None):
+            return Cifar10Source(kind, cached, True), passed_over
+    return None, passed_over
 
 
 def load_cifar10(
@@ -169,7 +197,11 @@ def load_cifar10(
     root = config.data_dir(data_dir)
     cache = _resolve_cache_dir(root, cache_dir)
     show = config.show_progress(progress)
-    found = locate_cifar10(split, root, source, cache)
+    remove_stale_temporaries(cache, "cifar10-*.npz")  # what a killed cache writer left
+    found, passed_over = _locate(split, root, source, cache)
+    for why in passed_over:
+        warnings.warn(f"{why}; not using it" + ("; rebuilding it" if found is not None and not found.cached else ""),
+                      stacklevel=2)  # fmt: skip
     if found is not None and found.cached:
         log.info("loading CIFAR-10 %s from the cache %s", split, found.path)
         return _load_cache(found.path)
@@ -183,6 +215,7 @@ def load_cifar10(
                 f"cifar10-*-{split}.npz, "
                 f"the official {ARCHIVE_NAME} (or {BATCHES_DIR}/) and an image folder "
                 f"cifar10-* (.tar.gz, .tgz, .tar, .zip or a directory). " + _how_to_get(root)
+                + "".join(f" Not used: {why}." for why in passed_over)
             )
         target = root if _is_writable_dir(root) else cache
         found = Cifar10Source("official", _download(target, md5, show), False)
@@ -197,7 +230,8 @@ def load_cifar10(
         images, labels = _read_image_folder(path, split, show)
     _check_arrays(images, labels, str(path))
     explicit = path if source is not None else None  # an explicit source: its own cache name
-    _save_cache(_cache_path(cache, kind, split, explicit), images, labels)
+    _save_cache(_cache_path(cache, kind, split, explicit, root=root), images, labels, kind=kind, split=split,
+                source=path, md5=md5 if kind == "official" and path.is_file() else None)  # fmt: skip
     return images, labels
 
 

@@ -151,6 +151,10 @@ def _parse_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels, dtype=np.int64)
     if labels.shape != (len(data),):
         raise DataError(f"{where}: {labels.shape} labels for {len(data)} images")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        bad = labels[(labels < 0) | (labels >= len(CLASSES))]
+        raise DataError(f"{where}: labels outside 0..{len(CLASSES) - 1} (e.g. {int(bad[0])}, "
+                        f"{len(bad)} of {len(labels)})")
     # each row: 1024 red, then 1024 green, then 1024 blue values, each plane row-major
     images = data.reshape(-1, 3, _SIDE, _SIDE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
