@@ -51,7 +51,8 @@ class Variant:
     - ``loss_fn``, ``penalty``, ``augment``: as in :func:`course_lib.engine.loop.train`;
     - ``model_kwargs``: keyword arguments of the model function for this run (the parameters
       must keep their shapes, e.g. a dropout probability);
-    - ``before_run``: called just before the run starts (e.g. rewinding a replay memory).
+    - ``before_run``: called just before the run starts (e.g. rewinding a replay memory);
+    - ``clip_grad_norm``: the largest global gradient norm before each step (None: no clipping).
     """
 
     optimizer: type
@@ -63,6 +64,7 @@ class Variant:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     parameters: Callable[[nn.Module], Iterable] | None = None
     before_run: Callable[[], None] | None = None
+    clip_grad_norm: float | None = None
 
 
 @dataclass
@@ -82,11 +84,14 @@ def initial_weights(model_fn: Callable[..., nn.Module], seed: int) -> dict[str, 
         return copy.deepcopy(model_fn().state_dict())
 
 
-def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *, epochs: int, batch_size: int,
+def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *, batch_size: int,
+                  epochs: int | None = None, steps: int | None = None, eval_every: int | None = None,
                   val_data: DeviceData | None = None, seed: int = 0, progress: bool | None = None,
                   desc: str = "training") -> Run:  # fmt: skip
     """Train ``model`` in place as ``variant`` says, on batches fixed by ``seed``; return the :class:`Run`.
 
+    The budget is ``epochs`` or ``steps`` (:func:`course_lib.engine.loop.train`), with a row of
+    history every epoch or every ``eval_every`` steps.
     The optimizer gets ``variant.parameters(model)`` (default: the trainable parameters); a
     schedule is stepped after every optimizer step. The run's global-generator draws (dropout
     masks) come from a generator seeded with ``seed`` inside :func:`course_lib.config.seeded`.
@@ -98,15 +103,16 @@ def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *,
     if variant.before_run is not None:
         variant.before_run()
     with config.seeded(seed):
-        history = train(model, optimizer, train_data, epochs=epochs, batch_size=batch_size, val_data=val_data,
-                        scheduler=scheduler, scheduler_interval="step", augment=variant.augment,
-                        loss_fn=variant.loss_fn, penalty=variant.penalty, seed=seed, progress=progress,
-                        desc=desc)  # fmt: skip
+        history = train(model, optimizer, train_data, epochs=epochs, steps=steps, batch_size=batch_size,
+                        val_data=val_data, eval_every=eval_every, scheduler=scheduler, scheduler_interval="step",
+                        augment=variant.augment, loss_fn=variant.loss_fn, penalty=variant.penalty,
+                        clip_grad_norm=variant.clip_grad_norm, seed=seed, progress=progress, desc=desc)  # fmt: skip
     return Run(model, history, optimizer)
 
 
 def compare_variants(model_fn: Callable[..., nn.Module], variants: Mapping[str, Variant], train_data: DeviceData,
-                     *, epochs: int, batch_size: int, val_data: DeviceData | None = None, seed: int = 0,
+                     *, batch_size: int, epochs: int | None = None, steps: int | None = None,
+                     eval_every: int | None = None, val_data: DeviceData | None = None, seed: int = 0,
                      init_seed: int | None = None, progress: bool | None = None) -> dict[str, Run]:  # fmt: skip
     """Train one fresh model per variant (label -> :class:`Variant`); return label -> :class:`Run`.
 
@@ -121,8 +127,9 @@ def compare_variants(model_fn: Callable[..., nn.Module], variants: Mapping[str, 
             model = model_fn(**dict(variant.model_kwargs))
         model.load_state_dict(initial)
         model.to(train_data.device)
-        runs[label] = train_variant(model, variant, train_data, epochs=epochs, batch_size=batch_size,
-                                    val_data=val_data, seed=seed, progress=progress, desc=label)  # fmt: skip
+        runs[label] = train_variant(model, variant, train_data, epochs=epochs, steps=steps, eval_every=eval_every,
+                                    batch_size=batch_size, val_data=val_data, seed=seed, progress=progress,
+                                    desc=label)  # fmt: skip
     return runs
 
 
@@ -132,8 +139,8 @@ def compare_optimizers(model_fn: Callable[[], nn.Module], runs: Mapping[str, tup
     """Train one fresh model per optimizer (label -> ``(optimizer class, its kwargs)``).
 
     :func:`compare_variants` with one :class:`Variant` per entry: same initial weights, same batches, only
-    the optimizer differs. ``train_kwargs``: ``epochs``, ``batch_size``, ``val_data``,
-    ``progress``. Returns label -> History.
+    the optimizer differs. ``train_kwargs``: ``epochs`` or ``steps``, ``eval_every``, ``batch_size``,
+    ``val_data``, ``progress``. Returns label -> History.
     """
     variants = {label: Variant(cls, kwargs, augment=augment) for label, (cls, kwargs) in runs.items()}
     return {label: run.history for label, run in compare_variants(model_fn, variants, train_data, seed=seed,

@@ -1,4 +1,5 @@
-"""The networks the course trains on CIFAR-10 (inputs N x 3 x 32 x 32, 10 classes).
+"""The networks the course trains: CNNs on CIFAR-10 (inputs N x 3 x 32 x 32, 10 classes) and a
+small GPT-style transformer on text (inputs N x T token ids, outputs N x T x V logits).
 
 - :func:`softmax_regression` and :func:`mlp`: the small models of the early chapters.
 - :func:`small_cnn`: a CNN that trains in seconds on a CPU (fast mode, regularization, schedules).
@@ -7,6 +8,8 @@
   a global max-pool and a scaled linear head. Widths are configurable.
 - :func:`init_whitening_`: set the airbench stem to a data-dependent whitening of 2x2 patches
   (:func:`patch_whitening` computes the filters).
+- :func:`transformer`: a decoder-only, pre-LayerNorm transformer for character-level language
+  modelling; :data:`TRANSFORMER_SIZES` names a CPU size and a GPU size.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = ["softmax_regression", "mlp", "small_cnn", "airbench_net", "count_parameters", "patch_whitening",
-           "init_whitening_"]
+           "init_whitening_", "transformer", "TRANSFORMER_SIZES", "Transformer"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -160,3 +163,99 @@ def init_whitening_(conv: nn.Conv2d, images: Tensor, eps: float = 5e-4, freeze: 
         conv.bias.copy_(-(weight.flatten(1) @ mean.to(weight)))
     conv.weight.requires_grad_(not freeze)
     return conv
+
+
+# --------------------------------------------------------------------------------------------
+# a small GPT-style transformer
+# --------------------------------------------------------------------------------------------
+
+# named sizes: "fast" trains in seconds on two CPU cores; "full" is a GPU model (about 10.7M
+# parameters with a 65-symbol vocabulary, the size of the well-known character-level nanoGPT)
+TRANSFORMER_SIZES: dict[str, dict] = {
+    "fast": {"layers": 2, "width": 64, "heads": 4, "context": 64},
+    "full": {"layers": 6, "width": 384, "heads": 6, "context": 256},
+}
+
+
+class _CausalSelfAttention(nn.Module):
+    r"""Multi-head causal self-attention: :math:`\mathrm{softmax}(QK^\top/\sqrt{d_h} + M)V` per head,
+    where the mask :math:`M` hides the future (``scaled_dot_product_attention`` with ``is_causal``)."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, t, c = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(n, t, c))
+
+
+class _Block(nn.Module):
+    r"""Pre-LayerNorm block: :math:`x + \mathrm{Attn}(\mathrm{LN}(x))`, then :math:`x + \mathrm{MLP}(\mathrm{LN}(x))`."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = _CausalSelfAttention(width, heads, dropout)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer: token + learned position embeddings, ``layers`` pre-LayerNorm
+    blocks, a final LayerNorm and a linear head to ``vocab_size`` logits at every position."""
+
+    def __init__(self, vocab_size: int, context: int, layers: int, width: int, heads: int, dropout: float = 0.0,
+                 tie_weights: bool = False):  # fmt: skip
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
+        if min(vocab_size, context, layers, width, heads) < 1:
+            raise ValueError("vocab_size, context, layers, width and heads must be positive")
+        self.context = context
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.position_embedding = nn.Embedding(context, width)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*[_Block(width, heads, dropout) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab_size, bias=False)
+        self.apply(self._init_weights)
+        if tie_weights:  # the output layer reads with the input embedding's vectors
+            self.head.weight = self.token_embedding.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """GPT-2's initialisation: normal(0, 0.02) weights and embeddings, zero biases."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        t = tokens.shape[1]
+        if t > self.context:
+            raise ValueError(f"a sequence of {t} tokens is longer than the model's context of {self.context}")
+        x = self.token_embedding(tokens) + self.position_embedding(torch.arange(t, device=tokens.device))
+        return self.head(self.ln_f(self.blocks(self.drop(x))))
+
+
+def transformer(vocab_size: int = 65, size: str | None = "fast", **overrides) -> Transformer:
+    """A :class:`Transformer` of a named size (:data:`TRANSFORMER_SIZES`), with any setting
+    (``layers``, ``width``, ``heads``, ``context``, ``dropout``, ``tie_weights``) overridden.
+
+    ``transformer(65, "fast")`` has about 0.1M parameters; ``size=None`` takes every setting
+    from ``overrides``.
+    """
+    if size is not None and size not in TRANSFORMER_SIZES:
+        raise ValueError(f"size must be one of {sorted(TRANSFORMER_SIZES)} or None, got {size!r}")
+    settings = {**(TRANSFORMER_SIZES[size] if size is not None else {}), **overrides}
+    return Transformer(vocab_size, **settings)

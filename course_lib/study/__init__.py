@@ -1,11 +1,12 @@
-"""The CIFAR-10 optimizer study: a fair comparison of SGD, Momentum, Nesterov, AdaGrad, RMSProp,
-Adam and AdamW, resumable and shardable.
+"""The optimizer study: a fair comparison of SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam and
+AdamW on two test beds (a CNN on CIFAR-10, a small transformer on tiny Shakespeare), resumable
+and shardable.
 
 =============  ============================================================================
 ``design``     what a study is: ``StudyConfig`` (optimizers' fixed settings included, all in
                its fingerprint), the optimizer registry, lr grids, fast/full configs, the runs
 ``store``      what it leaves on disk: results (JSON lines, atomic), merge, its configuration,
-               provenance, which CIFAR-10 variant
+               provenance, which data variant
 ``protocol``   running it: one run (``train_one``), the lr choice on validation, the whole
                study (``run_study``, resumable and shardable), runs outside the grid
 ``report``     tables and figures: summary rows, Markdown/CSV, curves over seeds, lr sensitivity
@@ -26,15 +27,17 @@ Notebook 11 writes ``from course_lib import study`` and uses ``study.fast_config
 
 from . import cli, design, protocol, report, store
 from .cli import main
-from .design import (LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, RunSpec, StudyConfig, config_for, fast_config,
-                     final_runs, full_config, optimizer_for, search_runs, shard)
+from .design import (LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec, StudyConfig,
+                     config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
+                     text_fast_config, text_full_config)
 from .protocol import chosen_learning_rates, load_data, run_extra, run_study, train_one
 from .report import curves, final_records, lr_sensitivity, save_figures, summarize, summary_csv, summary_markdown
 from .store import ResultStore, data_variant, load_config, merge, provenance, record_provenance, write_config
 
 __all__ = [
     "design", "store", "protocol", "report", "cli",
-    "OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "StudyConfig", "fast_config", "full_config",
+    "OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "TEXT_LR_GRIDS", "TASKS", "StudyConfig", "fast_config",
+    "full_config", "text_fast_config", "text_full_config",
     "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard",
     "ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
     "train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra",

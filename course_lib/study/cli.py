@@ -3,6 +3,7 @@
 ::
 
     python -m course_lib.study run --mode fast --out results/study-fast
+    python -m course_lib.study run --task shakespeare --mode fast --out results/study-shakespeare-fast
     python -m course_lib.study run --mode full --out results/study-full --phase search --shard 1/4
     python -m course_lib.study merge --out results/study-full
     python -m course_lib.study summary --out results/study-full
@@ -11,7 +12,8 @@
 cluster can share the work; ``merge`` joins the shard files. On Slurm: an array job of n tasks
 runs ``run --phase search --shard $((SLURM_ARRAY_TASK_ID+1))/n``, then ``merge``; then the
 same for ``--phase final``; then ``summary``. Without ``--mode``, ``summary`` reads the
-configuration the study in ``--out`` ran with.
+configuration the study in ``--out`` ran with. ``--task`` picks the test bed: ``cifar10`` (a CNN
+on CIFAR-10, the default) or ``shakespeare`` (a small transformer on tiny Shakespeare).
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ from pathlib import Path
 
 from .. import config
 from ..files import atomic_write_text
-from .design import config_for
+from .design import TASKS, config_for
 from .protocol import run_study
 from .report import save_figures, summarize, summary_csv, summary_markdown
 from .store import ResultStore, load_config, merge
 
 __all__ = ["main"]
 
-DESCRIPTION = ("The CIFAR-10 optimizer study: a fair comparison of SGD, Momentum, Nesterov, AdaGrad, RMSProp, "
-               "Adam and AdamW, resumable and shardable.")  # fmt: skip
+DESCRIPTION = ("The optimizer study: a fair comparison of SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam and "
+               "AdamW on a CNN on CIFAR-10 or a transformer on tiny Shakespeare, resumable and shardable.")  # fmt: skip
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -55,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="default: the configuration the study in --out was run with")
         else:
             p.add_argument("--mode", choices=("fast", "full"), default="fast" if config.is_fast() else "full")
+        p.add_argument("--task", choices=tuple(TASKS), default=None,
+                       help="the test bed (default: cifar10; for summary, the one the study in --out ran)")
         if name == "run":
             p.add_argument("--phase", choices=("search", "final", "all"), default="all")
             p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N")
@@ -65,9 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "summary" and args.mode is None:
-        cfg = load_config(args.out) if (Path(args.out) / "study-config.json").exists() else config_for("full")
+        cfg = (load_config(args.out) if (Path(args.out) / "study-config.json").exists()
+               else config_for("full", args.task or "cifar10"))  # fmt: skip
     else:
-        cfg = config_for(args.mode)
+        cfg = config_for(args.mode, args.task or "cifar10")
     if args.command == "run":
         run_study(cfg, args.out, phase=args.phase, shard_spec=args.shard,
                   progress=False if args.no_progress else None,

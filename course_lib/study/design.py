@@ -1,5 +1,9 @@
 """What a study is: its configuration (with the optimizers' fixed settings), grids and runs.
 
+A study runs on one of two test beds (its ``task``): ``"cifar10"``, a CNN on CIFAR-10 images,
+or ``"shakespeare"``, a small GPT-style transformer predicting the next character of tiny
+Shakespeare. Each task has its own learning-rate grids (:data:`LR_GRIDS`, :data:`TEXT_LR_GRIDS`).
+
 Every setting that changes a result is a field of :class:`StudyConfig`, so it is part of the
 fingerprint that keys the results: nothing that :func:`~course_lib.study.protocol.train_one`
 reads lives in module state. The optimizer classes are looked up by name in
@@ -17,13 +21,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import optim
 from ..engine import models
 
-__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "StudyConfig", "fast_config", "full_config",
-           "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard"]  # fmt: skip
+__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "TEXT_LR_GRIDS", "TASKS", "StudyConfig",
+           "fast_config", "full_config", "text_fast_config", "text_full_config", "config_for", "optimizer_for",
+           "RunSpec", "search_runs", "final_runs", "shard"]  # fmt: skip
+
+# task -> the models it can train
+TASKS: dict[str, tuple[str, ...]] = {"cifar10": ("small_cnn", "airbench"), "shakespeare": ("transformer",)}
 
 # class name -> optimizer class: course_lib's from-scratch optimizers, and torch's under "torch."
 OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
@@ -58,15 +67,32 @@ LR_GRIDS: dict[str, tuple[float, ...]] = {
     "AdamW": (0.0003, 0.001, 0.003, 0.01),
 }
 
+# the transformer on text: log grids a factor of about 3 apart around each method's best rate in a
+# sweep of the fast model (200 steps); plain SGD and Momentum diverge at lr 1.0
+TEXT_LR_GRIDS: dict[str, tuple[float, ...]] = {
+    "SGD": (0.1, 0.3, 1.0),
+    "Momentum": (0.03, 0.1, 0.3),
+    "Nesterov": (0.03, 0.1, 0.3),
+    "AdaGrad": (0.01, 0.03, 0.1),
+    "RMSProp": (0.001, 0.003, 0.01),
+    "Adam": (0.001, 0.003, 0.01),
+    "AdamW": (0.001, 0.003, 0.01),
+}
+
 
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything that defines a study; its fingerprint keys the results."""
 
     mode: str
-    model: str  # "small_cnn" or "airbench"
+    model: str  # "small_cnn" or "airbench" (task cifar10), "transformer" (task shakespeare)
     model_kwargs: dict = field(default_factory=dict)
-    epochs: int = 10
+    epochs: int | None = 10  # the budget in epochs, or None when ``steps`` is
+    steps: int | None = None  # the budget in optimizer steps (the text task)
+    eval_every: int | None = None  # steps between validation rows of the history (None: every epoch)
+    task: str = "cifar10"  # "cifar10" or "shakespeare"
+    context: int = 64  # characters per window (task shakespeare)
+    eval_windows: int | None = None  # validation/test windows at most (task shakespeare; None: all)
     batch_size: int = 512
     train_per_class: int | None = None  # None: all 5,000 per class
     test_per_class: int | None = None  # None: all 1,000 per class
@@ -93,10 +119,24 @@ class StudyConfig:
                                  f"{list(OPTIMIZER_CLASSES)}")  # fmt: skip
             if "lr" in fixed:
                 raise ValueError(f"optimizer {name}: the learning rate is searched (lr_grids), not a fixed setting")
-        if self.model not in ("small_cnn", "airbench"):
-            raise ValueError(f"model must be 'small_cnn' or 'airbench', got {self.model!r}")
-        if self.final_seeds < 1 or self.epochs < 1:
-            raise ValueError("final_seeds and epochs must be at least 1")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)}, got {self.task!r}")
+        if self.model not in TASKS[self.task]:
+            raise ValueError(f"the {self.task} task trains {' or '.join(map(repr, TASKS[self.task]))}, "
+                             f"got model {self.model!r}")  # fmt: skip
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError(f"give the budget as epochs or as steps, not both and not neither "
+                             f"(got epochs={self.epochs}, steps={self.steps})")  # fmt: skip
+        budget = self.epochs if self.epochs is not None else self.steps
+        if self.final_seeds < 1 or budget < 1:
+            raise ValueError(f"final_seeds and the budget (epochs or steps) must be at least 1, got "
+                             f"{self.final_seeds} and {budget}")  # fmt: skip
+        if self.steps is not None and (self.eval_every is None or not 1 <= self.eval_every <= self.steps):
+            raise ValueError(f"a budget in steps needs eval_every between 1 and steps={self.steps}, "
+                             f"got {self.eval_every}")  # fmt: skip
+        if self.task == "shakespeare" and (self.augment or self.tta):
+            raise ValueError("the text task has no augmentation and no test-time augmentation: "
+                             "set augment=False and tta=0")  # fmt: skip
         if self.whiten and self.model != "airbench":
             raise ValueError("whiten=True needs the airbench model (its 2x2 stem is the whitening layer)")
 
@@ -125,7 +165,17 @@ class StudyConfig:
         return hashlib.sha256(canonical(settings).encode()).hexdigest()[:12]
 
     def make_model(self) -> torch.nn.Module:
+        if self.model == "transformer":
+            return models.transformer(context=self.context, **self.model_kwargs)
         return (models.small_cnn if self.model == "small_cnn" else models.airbench_net)(**self.model_kwargs)
+
+    def history_axis(self) -> tuple[np.ndarray, str]:
+        """Where the rows of a run's history lie, and the unit: epochs 1..E, or the steps of
+        the validation points (every ``eval_every`` steps and the last, for a text run, whose
+        budget is shorter than one epoch)."""
+        if self.epochs is not None:
+            return np.arange(1, self.epochs + 1), "epoch"
+        return np.array(sorted(set(range(self.eval_every, self.steps + 1, self.eval_every)) | {self.steps})), "step"
 
 
 def optimizer_for(cfg: StudyConfig, name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
@@ -161,9 +211,38 @@ def full_config() -> StudyConfig:
                        whiten=True, label_smoothing=0.2, tta=2)  # fmt: skip
 
 
-def config_for(mode: str) -> StudyConfig:
-    """:func:`fast_config` or :func:`full_config`, by the mode's name."""
-    return {"fast": fast_config, "full": full_config}[mode]()
+def text_fast_config() -> StudyConfig:
+    """CPU: the transformer of size "fast" (2 layers, width 64, 4 heads, about 0.1M parameters) on
+    windows of 32 characters, 150 steps of batch 32 (153,600 characters, a seventh of the
+    training split), three learning rates each. A few seconds per run on two CPU cores.
+
+    Validation and test: 256 non-overlapping windows each (8,192 characters), from the last 10%
+    of the corpus (test) and the 10% before it (validation).
+    """
+    return StudyConfig(mode="fast", task="shakespeare", model="transformer", model_kwargs={"size": "fast"},
+                       epochs=None, steps=150, eval_every=50, batch_size=32, context=32, eval_windows=256,
+                       augment=False, final_seeds=3, target_accuracy=0.3, lr_grids=dict(TEXT_LR_GRIDS))  # fmt: skip
+
+
+def text_full_config() -> StudyConfig:
+    """GPU: the transformer of size "full" (6 layers, width 384, 6 heads, about 10.8M
+    parameters) on windows of 256 characters, 5,000 steps of batch 64, dropout 0.2, with
+    gradient-norm clipping left off so that the optimizers differ only in their rule."""
+    return StudyConfig(mode="full", task="shakespeare", model="transformer",
+                       model_kwargs={"size": "full", "dropout": 0.2}, epochs=None, steps=5000, eval_every=250,
+                       batch_size=64, context=256, augment=False, final_seeds=3, target_accuracy=0.5,
+                       lr_grids={name: tuple(lr / 3 for lr in grid) for name, grid in TEXT_LR_GRIDS.items()})  # fmt: skip
+
+
+def config_for(mode: str, task: str = "cifar10") -> StudyConfig:
+    """The configuration of a task (``"cifar10"`` or ``"shakespeare"``) in a mode (``"fast"``: CPU,
+    ``"full"``: GPU): :func:`fast_config`, :func:`full_config`, :func:`text_fast_config`,
+    :func:`text_full_config`."""
+    makers = {("fast", "cifar10"): fast_config, ("full", "cifar10"): full_config,
+              ("fast", "shakespeare"): text_fast_config, ("full", "shakespeare"): text_full_config}  # fmt: skip
+    if (mode, task) not in makers:
+        raise ValueError(f"mode must be 'fast' or 'full' and task one of {list(TASKS)}, got {mode!r} and {task!r}")
+    return makers[mode, task]()
 
 
 @dataclass(frozen=True)

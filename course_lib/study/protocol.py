@@ -34,6 +34,7 @@ from ..engine.augment import flip_and_translate
 from ..engine.compare import Variant, train_variant
 from ..engine.device_data import DeviceData, cifar10_on_device
 from ..engine.loop import History, evaluate, steps_per_epoch
+from ..engine.text import TextData, load_shakespeare, text_on_device
 from ..optim.schedules import warmup_linear_decay
 from .design import RunSpec, StudyConfig, final_runs, optimizer_for, search_runs, shard
 from .store import ResultStore, data_variant, provenance, record_provenance, write_config
@@ -47,9 +48,13 @@ def _loss_fn(cfg: StudyConfig):
     return functools.partial(torch.nn.functional.cross_entropy, label_smoothing=cfg.label_smoothing)
 
 
+def _total_steps(cfg: StudyConfig, train_size: int) -> int:
+    return cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch(train_size, cfg.batch_size)
+
+
 def _schedule(cfg: StudyConfig, train_size: int):
     """Linear warm-up over the first ``warmup_fraction`` of the steps, then linear decay to zero."""
-    steps_total = cfg.epochs * steps_per_epoch(train_size, cfg.batch_size)
+    steps_total = _total_steps(cfg, train_size)
     warmup = min(max(1, round(cfg.warmup_fraction * steps_total)), steps_total - 1)
     # the first step already moves: the warm-up starts at 1/warmup of the peak rate
     return functools.partial(warmup_linear_decay, warmup_steps=warmup, total_steps=steps_total,
@@ -90,8 +95,9 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
     # Variant's default parameters are the trainable ones: a frozen whitening stem is left out
     variant = Variant(optimizer_cls, {"lr": spec.lr, **fixed}, schedule=_schedule(cfg, len(train_data)),
                       loss_fn=_loss_fn(cfg), augment=flip_and_translate if cfg.augment else None)  # fmt: skip
-    history = train_variant(model, variant, train_data, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                            val_data=data.get("val"), seed=spec.seed, progress=progress, desc=spec.key).history  # fmt: skip
+    history = train_variant(model, variant, train_data, epochs=cfg.epochs, steps=cfg.steps, batch_size=cfg.batch_size,
+                            eval_every=cfg.eval_every, val_data=data.get("val"), seed=spec.seed, progress=progress,
+                            desc=spec.key).history  # fmt: skip
     test_loss, test_acc = ((float("nan"), float("nan")) if history.diverged
                            else evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
     return {
@@ -100,6 +106,7 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
         "final_val_acc": (history.epochs[-1].val_acc if history.epochs and not history.diverged
                           and history.epochs[-1].val_acc is not None else float("nan")),
         "time_to_target": history.time_to("val_acc", cfg.target_accuracy),
+        "steps_to_target": history.steps_to("val_acc", cfg.target_accuracy),
         "history": _history_record(history), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": str(train_data.device),
     }  # fmt: skip
@@ -128,8 +135,17 @@ def chosen_learning_rates(cfg: StudyConfig, records: list[dict]) -> dict[str, fl
     return chosen
 
 
-def load_data(cfg: StudyConfig, device=None, data_dir=None) -> dict[str, DeviceData]:
-    """CIFAR-10 on the device as the study uses it: ``{"train", "val", "test"}``."""
+def load_data(cfg: StudyConfig, device=None, data_dir=None) -> dict[str, DeviceData | TextData]:
+    """The task's data on the device as the study uses it: ``{"train", "val", "test"}``.
+
+    CIFAR-10: the validation split is carved from the training set, the test set is the official
+    one. Tiny Shakespeare: contiguous splits, the last 10% of the corpus held out as the test
+    split and the 10% before it as the validation split (``cfg.eval_windows`` windows each).
+    """
+    if cfg.task == "shakespeare":
+        corpus = load_shakespeare(data_dir)
+        return text_on_device(corpus, cfg.context, val_fraction=cfg.val_fraction, with_test=True,
+                              val_windows=cfg.eval_windows, device=device)  # fmt: skip
     return cifar10_on_device(train_per_class=cfg.train_per_class, val_fraction=cfg.val_fraction,
                              with_test=True, test_per_class=cfg.test_per_class, seed=0,
                              device=device, data_dir=data_dir)  # fmt: skip
@@ -154,7 +170,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", s
     write_config(cfg, out)
     if data is None:
         data = load_data(cfg)
-        record_provenance(out, provenance(cfg, command, str(data["train"].device), data_variant()))
+        record_provenance(out, provenance(cfg, command, str(data["train"].device), data_variant(task=cfg.task)))
     phases = ["search", "final"] if phase == "all" else [phase]
     for current in phases:
         if current == "search":

@@ -37,6 +37,10 @@ def final_records(cfg: StudyConfig, records: list[dict]) -> dict[str, list[dict]
 def summarize(cfg: StudyConfig, records: list[dict]) -> list[dict]:
     """One row per optimizer: chosen lr, test accuracy mean and std over seeds, time to target.
 
+    Time to target: the mean over the runs that reached the target validation accuracy, in
+    optimizer steps (``steps_to_target``: reproducible; the step of the first history row at or
+    above the target) and in seconds (``time_to_target_s``: depends on the machine and its load).
+
     ``lr_at_edge`` is "smallest" or "largest" when the chosen rate is at that end of its grid
     (the best rate may then lie outside the grid: widen it), else "".
     """
@@ -48,6 +52,7 @@ def summarize(cfg: StudyConfig, records: list[dict]) -> list[dict]:
         acc = np.array([r["test_acc"] for r in runs], dtype=float)
         ok = acc[~np.isnan(acc)]
         times = [r["time_to_target"] for r in runs if r["time_to_target"] is not None]
+        steps = [r["steps_to_target"] for r in runs if r.get("steps_to_target") is not None]
         rows.append({
             "optimizer": name, "lr": lr, "lr_at_edge": edge, "seeds": len(runs),
             "test_acc_mean": float(ok.mean()) if ok.size else float("nan"),
@@ -55,18 +60,21 @@ def summarize(cfg: StudyConfig, records: list[dict]) -> list[dict]:
             "diverged": int(np.isnan(acc).sum()),
             "reached_target": f"{len(times)}/{len(runs)}",
             "time_to_target_s": float(np.mean(times)) if times else float("nan"),
+            "steps_to_target": float(np.mean(steps)) if steps else float("nan"),
         })  # fmt: skip
     return rows
 
 
 def curves(cfg: StudyConfig, records: list[dict], metric: str = "val_acc") -> dict[str, np.ndarray]:
-    """Per optimizer, a seeds x epochs array of a per-epoch metric of its chosen setting.
+    """Per optimizer, a seeds x rows array of a metric of its chosen setting's history (one row
+    per epoch, or per validation point of a run budgeted in steps: ``cfg.history_axis()``).
 
-    A diverged run is padded with NaN after its last finished epoch.
+    A diverged run is padded with NaN after its last finished row.
     """
     out = {}
+    points = len(cfg.history_axis()[0])
     for name, runs in final_records(cfg, records).items():
-        rows = np.full((len(runs), cfg.epochs), np.nan)
+        rows = np.full((len(runs), points), np.nan)
         for i, r in enumerate(runs):
             values = [e[metric] for e in r["history"]["epochs"]]
             rows[i, : len(values)] = values
@@ -89,11 +97,11 @@ def save_figures(cfg: StudyConfig, records: list[dict], out: str | os.PathLike) 
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    epochs = np.arange(1, cfg.epochs + 1)
+    x, unit = cfg.history_axis()
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
-    plots.plot_curves_with_band(epochs, curves(cfg, records, "train_loss"), ax=axes[0], xlabel="epoch",
+    plots.plot_curves_with_band(x, curves(cfg, records, "train_loss"), ax=axes[0], xlabel=unit,
                                 ylabel="training loss")  # fmt: skip
-    plots.plot_curves_with_band(epochs, curves(cfg, records, "val_acc"), ax=axes[1], xlabel="epoch",
+    plots.plot_curves_with_band(x, curves(cfg, records, "val_acc"), ax=axes[1], xlabel=unit,
                                 ylabel="validation accuracy")  # fmt: skip
     paths = [out / "curves.png", out / "lr_sensitivity.png"]
     fig.savefig(paths[0], bbox_inches="tight")
@@ -106,12 +114,15 @@ def save_figures(cfg: StudyConfig, records: list[dict], out: str | os.PathLike) 
 
 def summary_markdown(rows: list[dict], target: float) -> str:
     """The :func:`summarize` rows as a Markdown table (``target``: the validation accuracy timed)."""
-    lines = [f"| optimizer | lr | test accuracy (mean ± std) | seeds | diverged | time to {target:.0%} val acc (s) |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [f"| optimizer | lr | test accuracy (mean ± std) | seeds | diverged | steps to {target:.0%} val acc | "
+             "seconds to it |",
+             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         lr = f"{r['lr']:g}" + (f" ({r['lr_at_edge']} in grid)" if r.get("lr_at_edge") else "")
+        steps = r.get("steps_to_target", float("nan"))
         lines.append(f"| {r['optimizer']} | {lr} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} | "
-                     f"{r['seeds']} | {r['diverged']} | {r['time_to_target_s']:.1f} ({r['reached_target']} runs) |")  # fmt: skip
+                     f"{r['seeds']} | {r['diverged']} | {steps:.0f} ({r['reached_target']} runs) | "
+                     f"{r['time_to_target_s']:.1f} |")  # fmt: skip
     if any(r.get("lr_at_edge") for r in rows):
         lines.append("\nA rate at the end of its grid may not be the best one: the best may lie outside the grid.")
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..engine import cifar10
+from ..engine import cifar10, text
 from ..files import atomic_write_text
 from .design import StudyConfig
 
@@ -144,8 +144,12 @@ def _code_version() -> str:
     return f"{__version__} (git {commit}{'+dirty' if dirty else ''})"
 
 
-def data_variant(data_dir=None) -> str:
-    """Which CIFAR-10 the data directory serves: the official pixels or an image-folder copy."""
+def data_variant(data_dir=None, task: str = "cifar10") -> str:
+    """Which data the task reads: for CIFAR-10, the official pixels or an image-folder copy; for
+    tiny Shakespeare, the file (whose SHA-256 the loader checks)."""
+    if task == "shakespeare":
+        path = text.locate_shakespeare(data_dir)
+        return f"tiny Shakespeare ({path.name}, SHA-256 {text.SHA256[:12]}...)" if path else "tiny Shakespeare (not found)"
     source = cifar10.locate_cifar10("train", data_dir=data_dir)
     if source is None:
         return "CIFAR-10 (not found)"
