@@ -322,6 +322,20 @@ def test_ema_momentum_equals_torch_sgd_with_scaled_lr(nesterov, weight_decay):
     assert not torch.allclose(ours[0], same_lr[0])
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("betas", [(0.9,), (0.9, 0.99, 0.5), 0.9])
+def test_betas_of_the_wrong_length_fail_at_construction(name, betas):
+    with pytest.raises(ValueError, match=r"Invalid betas: expected a pair \(beta1, beta2\), got "):
+        PAIRS[name][0]([torch.nn.Parameter(torch.zeros(1))], lr=0.1, betas=betas)
+
+
+@pytest.mark.parametrize("momentum", [1.0, 1.5])
+def test_ema_momentum_refuses_a_buffer_that_never_moves(momentum):
+    with pytest.raises(ValueError, match=rf"ema_momentum=True needs 0 <= momentum < 1, got momentum={momentum}"):
+        co.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=momentum, ema_momentum=True)
+    co.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=momentum)  # torch's form allows it
+
+
 def test_ema_momentum_rejects_dampening():
     with pytest.raises(ValueError, match="dampening"):
         co.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9, dampening=0.9, ema_momentum=True)

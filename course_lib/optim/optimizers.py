@@ -166,6 +166,9 @@ class SGD(RuleOptimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         if ema_momentum and dampening != 0:
             raise ValueError("ema_momentum sets the dampening itself (to momentum); leave dampening=0")
+        if ema_momentum and not momentum < 1.0:
+            raise ValueError(f"ema_momentum=True needs 0 <= momentum < 1, got momentum={momentum}: the average "
+                             f"v <- momentum*v + (1-momentum)*g would never move from its first value")
         super().__init__(params, defaults)
 
     def _group_defaults(self) -> dict[str, Any]:
@@ -262,6 +265,8 @@ class Adam(RuleOptimizer):
     ) -> None:
         _check_lr(lr)
         _check_nonnegative(eps=eps)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
