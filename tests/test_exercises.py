@@ -207,13 +207,79 @@ def test_hint_returning_none_keeps_the_builtin_guess():
     assert "sign is flipped" in result.message
 
 
-def test_inputs_are_copied_so_in_place_changes_do_not_leak():
+def test_an_answer_that_changes_its_input_in_place_is_reported():
     def student(x):
-        x += 1  # mutates its input
+        x += 1  # mutates its input: the right output, but the caller's array changes
         return x
 
-    result = check_function(student, lambda x: x + 1, [np.zeros(2)], verbose=False)
-    assert result.passed
+    case = np.zeros(2)
+    result = check_function(student, lambda x: x + 1, [np.ones(3), case], name="add_one", verbose=False)
+    assert not result.passed and result.case_index == 0
+    assert result.message.splitlines()[0] == ("FAIL: add_one changed its input in place on cases[0] (case 1 of 2) "
+                                              "(argument 1); the reference leaves its inputs alone")
+    assert (case == 0).all()  # and the caller's data was not touched: each call gets a copy
+
+
+def test_in_place_is_fine_when_the_reference_does_it_too_and_for_keywords_and_lists():
+    def both(x):
+        x *= 2
+        return x
+
+    assert check_function(both, both, [np.ones(2)], verbose=False).passed
+
+    def appends(values, extra=None):
+        values.append(0)
+        return len(values)
+
+    result = check_function(appends, lambda values, extra=None: len(values) + 1,
+                            [Case([1, 2], extra=np.ones(1))], verbose=False)  # fmt: skip
+    assert "(argument 1)" in result.message
+
+    def zeroes_keyword(values, extra=None):
+        extra[:] = 0
+        return len(values)
+
+    result = check_function(zeroes_keyword, lambda values, extra=None: len(values),
+                            [Case([1, 2], extra=np.ones(1))], verbose=False)  # fmt: skip
+    assert "(keyword extra)" in result.message
+
+
+def test_an_endless_loop_ends_in_a_fail_that_says_so():
+    def spins(x):
+        while True:
+            try:
+                x = x + 1
+            except Exception:  # a broad except in the student's code cannot swallow the stop
+                pass
+
+    import time
+
+    start = time.monotonic()
+    result = check_function(spins, lambda x: x, [1, 2], name="spins", time_limit=0.3, verbose=False)
+    assert time.monotonic() - start < 5
+    assert not result.passed and result.case_index == 0
+    assert result.message.splitlines()[0] == (
+        "FAIL: spins did not finish within 0.3 s on cases[0] (case 1 of 2) (an endless loop?); it was stopped there")
+    assert check_function(lambda x: x, lambda x: x, [1], time_limit=0.3, verbose=False).passed
+
+
+def test_the_time_limit_restores_an_outer_timer():
+    import signal
+
+    fired = []
+
+    def outer(*args):
+        fired.append(1)
+
+    old = signal.signal(signal.SIGALRM, outer)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 100.0)
+        check_function(lambda x: x, lambda x: x, [1], time_limit=1.0, verbose=False)
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 90 < left <= 100 and signal.getsignal(signal.SIGALRM) is outer and not fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def test_empty_cases_rejected():
@@ -278,6 +344,19 @@ def test_optimizer_state_not_kept_fails_at_step_2():
     result = check_optimizer_step(forgetful, torch.optim.Adam, ADAM_KWARGS, verbose=False)
     assert not result.passed and result.step == 2
     assert "state" in result.message
+
+
+def test_an_endless_optimizer_step_is_stopped():
+    def step(param, grad, state, lr):
+        if state.setdefault("t", 0) == 2:
+            while True:
+                pass
+        state["t"] += 1
+        return param - lr * grad
+
+    result = check_optimizer_step(step, torch.optim.SGD, {"lr": 0.1}, time_limit=0.3, verbose=False)
+    assert not result.passed and result.step == 3
+    assert result.message.startswith("FAIL: step did not finish within 0.3 s at step 3 of 20 (an endless loop?)")
 
 
 def test_optimizer_student_exception_and_none_are_failures():

@@ -9,7 +9,9 @@ recursively; :mod:`course_lib.teaching.answers`). It prints one line on success:
 and, on failure, a few lines about the *first* mismatch: the input, what differs (shape,
 dtype, NaN, values), expected vs got, the max abs/rel difference, and a hint when one of the
 usual mistakes fits (off by a factor, sign flipped, transposed, missing bias correction, ...).
-An exception raised by the student's function is reported as a failure, never a crash.
+An exception raised by the student's function is reported as a failure, never a crash; so is a
+call that runs longer than ``time_limit`` seconds (an endless loop is stopped, the kernel does
+not hang), and an answer that changes its inputs in place when the reference does not.
 
 ``check_optimizer_step(student_step, torch.optim.Adam, {"lr": 0.1})`` checks an update rule
 written as a pure function against an optimizer class, step by step.
@@ -20,10 +22,14 @@ the solutions removed, are made by :mod:`course_lib.teaching.student_copies`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +44,10 @@ if TYPE_CHECKING:
 # torch is imported lazily (only check_optimizer_step needs it), so that importing the checkers
 # stays quick; a value can only be a tensor if torch was imported by whoever made it.
 
-__all__ = ["Case", "CheckResult", "check_function", "check_optimizer_step"]
+__all__ = ["Case", "CheckResult", "check_function", "check_optimizer_step", "DEFAULT_TIME_LIMIT"]
+
+#: seconds one call of a student's function may take before the check stops it and fails
+DEFAULT_TIME_LIMIT = 30.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +130,88 @@ def _fresh_copy(value: Any) -> Any:
     except Exception:  # e.g. non-leaf tensors that require grad
         return value
 
+class _TimeLimit(BaseException):
+    """Raised inside a student's function that ran past its time limit. A BaseException, so
+    that an ``except Exception`` in the student's loop cannot swallow it."""
+
+
+def _can_time_limit() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_TimeLimit` in the block after ``seconds`` (a real-time timer, SIGALRM).
+
+    Only in the main thread of a Unix process (a notebook's kernel); elsewhere, or with
+    ``seconds=None``, there is no limit. An outer timer that would fire first is left alone
+    (then no limit is set); otherwise the previous handler and timer are restored afterwards.
+    Code inside one long C call (a huge matrix product) is only stopped when the call returns.
+    """
+    if seconds is None or not _can_time_limit():
+        yield
+        return
+    if seconds <= 0:
+        raise ValueError(f"time_limit must be positive seconds or None, got {seconds}")
+    old_delay, _ = signal.getitimer(signal.ITIMER_REAL)
+    if 0 < old_delay <= seconds:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _TimeLimit
+
+    old_handler = signal.signal(signal.SIGALRM, stop)
+    start = time.monotonic()
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:
+            left = max(old_delay - (time.monotonic() - start), 1e-6)
+            signal.setitimer(signal.ITIMER_REAL, left, old_interval)
+
+
+def _timeout_head(name: str, limit: float, where: str) -> str:
+    return f"FAIL: {name} did not finish within {limit:g} s {where} (an endless loop?); it was stopped there"
+
+
+def _changed_in_place(before: Any, after: Any) -> bool:
+    """Whether ``after`` (an argument after the call) differs from ``before`` (a copy made
+    before it): arrays, tensors, lists, dicts and tuples of those are compared exactly (NaN
+    equal to NaN); other objects count as unchanged (they cannot be compared reliably)."""
+    if _is_tensor(before) and _is_tensor(after):
+        import torch
+
+        a, b = before.detach(), after.detach()
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return True
+        if a.is_floating_point() or a.is_complex():
+            return not torch.equal(torch.isnan(a), torch.isnan(b)) or not torch.equal(a.nan_to_num(), b.nan_to_num())
+        return not torch.equal(a, b)
+    if isinstance(before, np.ndarray) and isinstance(after, np.ndarray):
+        if before.shape != after.shape or before.dtype != after.dtype:
+            return True
+        try:
+            return not np.array_equal(before, after, equal_nan=True)
+        except TypeError:  # dtypes without NaN
+            return not np.array_equal(before, after)
+    if isinstance(before, (list, tuple)) and isinstance(after, (list, tuple)):
+        return len(before) != len(after) or any(_changed_in_place(a, b) for a, b in zip(before, after))
+    if isinstance(before, dict) and isinstance(after, dict):
+        return before.keys() != after.keys() or any(_changed_in_place(before[k], after[k]) for k in before)
+    return False
+
+
+def _changed_arguments(pristine: tuple[tuple, dict], called: tuple[tuple, dict]) -> list[str]:
+    """Names (``argument 1``, ``keyword x``) of the arguments a call changed in place."""
+    (args0, kwargs0), (args1, kwargs1) = pristine, called
+    names = [f"argument {i + 1}" for i, (a, b) in enumerate(zip(args0, args1)) if _changed_in_place(a, b)]
+    return names + [f"keyword {k}" for k in kwargs0 if k in kwargs1 and _changed_in_place(kwargs0[k], kwargs1[k])]
+
+
 # --------------------------------------------------------------------------------------------
 # check_function
 # --------------------------------------------------------------------------------------------
@@ -136,6 +227,7 @@ def check_function(
     name: str | None = None,
     hints: Hints | None = None,
     verbose: bool = True,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference_fn`` on every case; report the first mismatch.
 
@@ -154,6 +246,12 @@ def check_function(
     exception) with the failing case and the two full outputs; a string it returns replaces
     the built-in guess. An exception in ``student_fn`` is a failure, reported with its type
     and message; an exception in ``reference_fn`` is a bug in the exercise and propagates.
+
+    Each call of ``student_fn`` may take ``time_limit`` seconds (``None``: no limit); a call
+    that runs longer is stopped and the check fails, saying so (in the main thread of a Unix
+    process, e.g. a notebook's kernel; elsewhere there is no limit). A ``student_fn`` that
+    changes an argument (array, tensor, list, dict) in place where ``reference_fn`` leaves it
+    alone fails too, naming the argument, even when its output is right.
 
     Prints the result message when ``verbose`` and returns a :class:`CheckResult`.
     """
@@ -175,9 +273,15 @@ def check_function(
                 f"the reference implementation failed on {_ordinal_note(i, n)}: {call}"
             ) from exc
 
+        ref_changed = set(_changed_arguments((args, kwargs), (ref_args, ref_kwargs)))
         st_args, st_kwargs = _fresh_copy((args, kwargs))
         try:
-            got = student_fn(*st_args, **st_kwargs)
+            with _time_limit(time_limit):
+                got = student_fn(*st_args, **st_kwargs)
+        except _TimeLimit:
+            lines = [_timeout_head(name, time_limit, f"on {_ordinal_note(i, n)}"), f"  input: {call}"]
+            result = CheckResult(False, "\n".join(lines), case_index=i, expected=expected)
+            break
         except Exception as exc:
             if isinstance(exc, NotImplementedError):
                 head = f"FAIL: {name} is not implemented yet (it raised NotImplementedError)"
@@ -187,6 +291,15 @@ def check_function(
                 lines = [head, f"  input: {call}", *_exception_lines(exc, student_fn)]
             result = CheckResult(False, "\n".join(lines), case_index=i, expected=expected,
                                  exception=exc)
+            break
+
+        changed = [a for a in _changed_arguments((args, kwargs), (st_args, st_kwargs)) if a not in ref_changed]
+        if changed:
+            lines = [f"FAIL: {name} changed its input in place on {_ordinal_note(i, n)} "
+                     f"({', '.join(changed)}); the reference leaves its inputs alone",
+                     f"  input: {call}",
+                     "  hint: compute a new value (y = x * 2, not x *= 2; x.copy() or x.clone() first if needed)"]
+            result = CheckResult(False, "\n".join(lines), case_index=i, expected=expected, got=got)
             break
 
         mismatch = _compare(expected, got, "output", rtol, atol)
@@ -260,6 +373,7 @@ def check_optimizer_step(
     grads: torch.Tensor | None = None,
     init: torch.Tensor | None = None,
     verbose: bool = True,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
 ) -> CheckResult:
     """Check an update rule written as a pure function against a torch-style optimizer.
 
@@ -290,6 +404,8 @@ def check_optimizer_step(
 
     ``hints(case, expected, got)`` is called on a mismatch with ``case = {"step": t,
     "param": param before the step, "grad": grad, "state": state}`` and the two parameters.
+    Each call of ``student_step`` may take ``time_limit`` seconds (``None``: no limit), as in
+    :func:`check_function`; a longer one is stopped and reported as a failure.
     Prints the message when ``verbose`` and returns a :class:`CheckResult` (``step`` is the
     first failing step).
     """
@@ -335,7 +451,13 @@ def check_optimizer_step(
 
         head = f"FAIL: {name} differs from {ref_name} at step {t} of {steps}"
         try:
-            got = student_step(current.clone(), grad.clone(), state, **hyper)
+            with _time_limit(time_limit):
+                got = student_step(current.clone(), grad.clone(), state, **hyper)
+        except _TimeLimit:
+            lines = [_timeout_head(name, time_limit, f"at step {t} of {steps}"),
+                     f"  hyperparameters: {hyper_text or '(none)'}"]
+            result = CheckResult(False, "\n".join(lines), step=t, expected=expected)
+            break
         except Exception as exc:
             if isinstance(exc, NotImplementedError):
                 lines = [f"FAIL: {name} is not implemented yet (it raised NotImplementedError)"]
