@@ -40,3 +40,24 @@ def test_airbench_speed_compares_course_lib_and_torch_on_identical_runs(monkeypa
     with pytest.raises(SystemExit):
         bench.main(["--runs", "0"])
     assert "--runs, --epochs and --batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_text_loop_benchmark_times_equal_work_in_both_loops(tmp_path, monkeypatch, capsys):
+    bench = load_script("text_loop")
+    from course_lib.engine.text import load_corpus, text_on_device
+
+    path = tmp_path / "verse.txt"
+    path.write_text("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 20)
+
+    def tiny(context, device):
+        corpus = load_corpus(path)
+        return text_on_device(corpus, context, device="cpu")["train"], corpus.vocab_size
+
+    monkeypatch.setattr(bench, "load", tiny)
+    rows = bench.main(["--runs", "2", "--steps", "3", "--context", "16", "--batch-size", "4"])
+    assert [r["loop"] for r in rows] == ["course_lib", "plain", "plain", "course_lib"]
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "same losses step for step in both loops: yes" in out and "ratio" in out
+    with pytest.raises(SystemExit):
+        bench.main(["--steps", "0"])

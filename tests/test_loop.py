@@ -166,3 +166,53 @@ def test_evaluate_with_tta_on_a_mirror_symmetric_task():
     plain, flip, six = (engine.evaluate(model, data, tta=level) for level in (0, 1, 2))
     assert plain[1] > 0.9 and flip[1] > 0.9 and six[1] > 0.9
     assert plain[0] != flip[0] != six[0]
+
+
+def test_divergence_rule_flags_a_finite_runaway_and_spares_a_recovering_run():
+    from course_lib.optim.divergence import DIVERGENCE_FACTOR, first_divergent_step, is_diverged
+
+    assert DIVERGENCE_FACTOR == 10
+    assert first_divergent_step([2.3, 5.0, 22.9, 1.0]) is None  # below 10x the start: a transient
+    assert first_divergent_step([2.3, 5.0, 23.1, 1.0]) == 2
+    assert first_divergent_step([2.3, float("nan")]) == 1
+    assert first_divergent_step([3.0, 25.0], initial=2.0) == 1  # the initial loss may be given
+    assert first_divergent_step([-1.0, 7.5], floor=-2.0) is None and is_diverged([-1.0, 8.5], floor=-2.0)
+    assert not is_diverged([0.0, 5.0])  # already at the floor: no scale, only non-finite counts
+    with pytest.raises(ValueError, match="above 1"):
+        first_divergent_step([1.0], factor=1.0)
+
+
+def test_a_finite_runaway_stops_the_run_at_the_first_divergent_step():
+    images, labels = toy_data(64)
+    data = engine.DeviceData.from_numpy(images, labels, device="cpu")
+    torch.manual_seed(0)
+    model = models.mlp(hidden=16, classes=3)
+    # lr 3 with momentum 0.99 on this problem: the loss grows but stays finite at first
+    hist = engine.train(model, optim.SGD(model.parameters(), lr=3.0, momentum=0.99), data, epochs=20,
+                        batch_size=16, progress=False)  # fmt: skip
+    assert hist.diverged
+    assert all(np.isfinite(hist.step_loss)) and max(hist.step_loss) <= 10 * hist.step_loss[0]
+
+
+def test_augmentation_draws_from_its_own_generator():
+    """A run with augmentation visits the examples in the same order as a run without."""
+    images, labels = toy_data(64)
+    data = engine.DeviceData.from_numpy(images, labels, device="cpu")
+    orders = []
+
+    class Recording:
+        device = data.device
+
+        def __len__(self):
+            return len(data)
+
+        def batch(self, index, augment=None, generator=None):
+            orders.append(index.clone())
+            return data.batch(index, augment=augment, generator=generator)
+
+    for aug in (None, augment.flip_and_translate):
+        model = models.mlp(hidden=8, classes=3)
+        engine.train(model, optim.SGD(model.parameters(), lr=0.1), Recording(), epochs=2, batch_size=16, seed=5,
+                     augment=aug, progress=False)  # fmt: skip
+    assert len(orders) == 16
+    assert all(torch.equal(a, b) for a, b in zip(orders[:8], orders[8:]))
