@@ -127,8 +127,9 @@ def test_figures_and_cli_errors(tmp_path, cfg, tiny_data, capsys):
     with pytest.raises(SystemExit):
         study.main(["run", "--out", str(tmp_path), "--shard", "3/2"])
     assert "1 <= i <= n" in capsys.readouterr().err
-    assert study.main(["summary", "--out", str(tmp_path / "empty"), "--mode", "fast"]) == 1
-    assert "no results" in capsys.readouterr().err
+    assert study.main(["summary", "--out", str(tmp_path / "empty"), "--mode", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: no results in {tmp_path / 'empty' / 'results.jsonl'}; run the study first\n"
 
 
 def test_corrupt_results_file_is_reported(tmp_path):

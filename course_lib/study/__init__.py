@@ -31,8 +31,10 @@ from .design import (LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEX
                      config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
                      text_fast_config, text_full_config)
 from .protocol import chosen_learning_rates, load_data, run_extra, run_study, train_one
-from .report import curves, final_records, lr_sensitivity, save_figures, summarize, summary_csv, summary_markdown
-from .store import ResultStore, data_variant, load_config, merge, provenance, record_provenance, write_config
+from .report import (check_complete, curves, final_records, lr_sensitivity, save_figures, summarize, summary_csv,
+                     summary_markdown)
+from .store import (ConfigMismatch, IncompleteStudy, LockHeld, ResultStore, StudyError, check_config, data_variant,
+                    dedupe, load_config, merge, move_aside, provenance, record_provenance, write_config)
 
 __all__ = [
     "design", "store", "protocol", "report", "cli",
@@ -40,6 +42,8 @@ __all__ = [
     "full_config", "text_fast_config", "text_full_config",
     "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard",
     "ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
+    "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",
+    "check_complete",
     "train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra",
     "final_records", "summarize", "curves", "lr_sensitivity", "save_figures", "summary_markdown", "summary_csv",
     "main",

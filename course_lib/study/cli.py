@@ -26,8 +26,10 @@ from .. import config
 from ..files import atomic_write_text
 from .design import TASKS, config_for
 from .protocol import run_study
-from .report import save_figures, summarize, summary_csv, summary_markdown
-from .store import ResultStore, load_config, merge
+from ..config import ConfigError
+from ..engine.cifar10 import DataError
+from .report import check_complete, save_figures, summarize, summary_csv, summary_markdown
+from .store import IncompleteStudy, LockHeld, ResultStore, StudyError, dedupe, load_config, merge
 
 __all__ = ["main"]
 
@@ -56,36 +58,65 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--mode", choices=("fast", "full"), default=None,
                            help="default: the configuration the study in --out was run with")
         else:
-            p.add_argument("--mode", choices=("fast", "full"), default="fast" if config.is_fast() else "full")
+            p.add_argument("--mode", choices=("fast", "full"), default=None,
+                           help="default: fast when COURSE_FAST=1, else full")
         p.add_argument("--task", choices=tuple(TASKS), default=None,
                        help="the test bed (default: cifar10; for summary, the one the study in --out ran)")
         if name == "run":
             p.add_argument("--phase", choices=("search", "final", "all"), default="all")
             p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N")
             p.add_argument("--no-progress", action="store_true")
+            p.add_argument("--force-new", action="store_true",
+                           help="--out holds a study of another configuration: move its files into "
+                                "--out/previous-<date>-<fingerprint>/ (nothing is deleted) and start afresh")
+        if name in ("run", "merge"):
+            p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                           help="when another process is writing the same results file, wait this long for it "
+                                "(default: refuse at once, naming it)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; 0 on success, 2 (after one line ``error: ...`` on stderr, no
+    traceback) when the study cannot go on as asked: another process holds its lock, another
+    configuration is in ``--out``, a phase or summary lacks runs, an environment variable or
+    the data is unusable."""
     args = _parser().parse_args(argv)
+    try:
+        return _main(args, argv)
+    except (StudyError, LockHeld, ConfigError, DataError) as exc:  # DataError: CIFAR-10's and the text's
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.mode is None and args.command != "summary":
+        args.mode = "fast" if config.is_fast() else "full"
     if args.command == "summary" and args.mode is None:
-        cfg = (load_config(args.out) if (Path(args.out) / "study-config.json").exists()
-               else config_for("full", args.task or "cifar10"))  # fmt: skip
+        try:
+            cfg = (load_config(args.out) if (Path(args.out) / "study-config.json").exists()
+                   else config_for("full", args.task or "cifar10"))  # fmt: skip
+        except ValueError as exc:  # a damaged or foreign study-config.json: its message names the file
+            raise StudyError(str(exc)) from exc
     else:
         cfg = config_for(args.mode, args.task or "cifar10")
     if args.command == "run":
         run_study(cfg, args.out, phase=args.phase, shard_spec=args.shard,
-                  progress=False if args.no_progress else None,
+                  progress=False if args.no_progress else None, force_new=args.force_new, wait=args.wait,
                   command="python -m course_lib.study " + " ".join(argv if argv is not None else sys.argv[1:]))  # fmt: skip
         return 0
     if args.command == "merge":
-        store = merge(args.out)
+        store = merge(args.out, wait=args.wait)
         print(f"merged {len(store.load())} records into {store.path}")
         return 0
     records = ResultStore(Path(args.out) / "results.jsonl").load()
     if not records:
-        print(f"error: no results in {args.out}/results.jsonl; run the study first", file=sys.stderr)
-        return 1
+        raise IncompleteStudy(f"no results in {Path(args.out) / 'results.jsonl'}; run the study first")
+    records, duplicates = dedupe(records)
+    if duplicates:
+        print(f"note: {Path(args.out) / 'results.jsonl'} holds {duplicates} duplicate record(s) of the same run "
+              f"(task, optimizer, lr, seed, phase); each run is counted once", file=sys.stderr)  # fmt: skip
+    check_complete(cfg, records)
     rows = summarize(cfg, records)
     out = Path(args.out)
     atomic_write_text(out / "summary.md", summary_markdown(rows, cfg.target_accuracy) + "\n")

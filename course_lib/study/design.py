@@ -139,6 +139,52 @@ class StudyConfig:
                              "set augment=False and tta=0")  # fmt: skip
         if self.whiten and self.model != "airbench":
             raise ValueError("whiten=True needs the airbench model (its 2x2 stem is the whitening layer)")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Every number in its range and a grid for every optimizer, checked when the
+        configuration is made, so that a wrong setting fails at once, not after training."""
+
+        def whole(name: str, value, minimum: int = 1, optional: bool = False) -> None:
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"StudyConfig: {name} must be a whole number >= {minimum}"
+                                 f"{' or None' if optional else ''}, got {value!r}")  # fmt: skip
+
+        whole("batch_size", self.batch_size)
+        whole("final_seeds", self.final_seeds)
+        whole("epochs", self.epochs, optional=True)
+        whole("steps", self.steps, optional=True)
+        whole("train_per_class", self.train_per_class, optional=True)
+        whole("test_per_class", self.test_per_class, optional=True)
+        whole("context", self.context)
+        whole("eval_windows", self.eval_windows, optional=True)
+        for name, low, high, closed in [("val_fraction", 0.0, 1.0, False), ("warmup_fraction", 0.0, 1.0, True),
+                                        ("label_smoothing", 0.0, 1.0, True), ("target_accuracy", 0.0, 1.0, False)]:
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                (low <= value < high) if closed else (low < value < high or (name == "target_accuracy" and value == 1)))
+            if not ok:
+                rule = f"{low:g} <= {name} < {high:g}" if closed else (
+                    f"0 < {name} <= 1" if name == "target_accuracy" else f"0 < {name} < 1")
+                raise ValueError(f"StudyConfig: {name} must satisfy {rule}, got {value!r}")
+        if self.tta not in (0, 1, 2) or isinstance(self.tta, bool):
+            raise ValueError(f"StudyConfig: tta must be a test-time augmentation level 0, 1 or 2 "
+                             f"(engine.loop.tta_logits), got {self.tta!r}")  # fmt: skip
+        missing = [name for name in self.optimizers if name not in self.lr_grids]
+        if missing:
+            raise ValueError(f"StudyConfig: no learning-rate grid for {', '.join(missing)}: lr_grids has "
+                             f"{', '.join(self.lr_grids) or 'none'}; give one for every optimizer listed")  # fmt: skip
+        for name in self.optimizers:
+            grid = self.lr_grids[name]
+            if (not isinstance(grid, (tuple, list)) or not grid
+                    or not all(isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < float("inf")
+                               for lr in grid)):  # fmt: skip
+                raise ValueError(f"StudyConfig: lr_grids[{name!r}] must be a non-empty sequence of positive "
+                                 f"learning rates, got {grid!r}")  # fmt: skip
+            if len(set(grid)) != len(grid):
+                raise ValueError(f"StudyConfig: lr_grids[{name!r}] repeats a learning rate: {grid!r}")
 
     def fingerprint(self) -> str:
         """A short hash of the settings that differ from their defaults: it keys the results.

@@ -37,7 +37,8 @@ from ..engine.loop import History, evaluate, steps_per_epoch
 from ..engine.text import TextData, load_shakespeare, text_on_device
 from ..optim.schedules import warmup_linear_decay
 from .design import RunSpec, StudyConfig, final_runs, optimizer_for, search_runs, shard
-from .store import ResultStore, data_variant, provenance, record_provenance, write_config
+from .store import (IncompleteStudy, ResultStore, data_variant, move_aside, provenance, record_provenance,
+                    write_config)
 
 __all__ = ["train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra"]
 
@@ -128,9 +129,11 @@ def chosen_learning_rates(cfg: StudyConfig, records: list[dict]) -> dict[str, fl
     for name in cfg.optimizers:
         runs = [r for r in records if r["phase"] == "search" and r["optimizer"] == name
                 and r["fingerprint"] == cfg.fingerprint()]  # fmt: skip
-        if len(runs) < len(cfg.lr_grids[name]):
-            raise RuntimeError(f"the learning-rate search for {name} is incomplete "
-                               f"({len(runs)} of {len(cfg.lr_grids[name])} runs); run or merge the search phase first")  # fmt: skip
+        grid = cfg.lr_grids[name]
+        done = {float(r["lr"]) for r in runs} & {float(lr) for lr in grid}  # duplicates count once
+        if len(done) < len(grid):
+            raise IncompleteStudy(f"the learning-rate search for {name} is incomplete "
+                                  f"({len(done)} of {len(grid)} learning rates done); run or merge the search phase first")  # fmt: skip
         chosen[name] = max(runs, key=_selection_score)["lr"]
     return chosen
 
@@ -153,8 +156,44 @@ def load_data(cfg: StudyConfig, device=None, data_dir=None) -> dict[str, DeviceD
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", shard_spec: tuple[int, int] = (1, 1),
               data: dict[str, DeviceData] | None = None, progress: bool | None = None,
-              command: str = "course_lib.study.run_study", log=print) -> ResultStore:  # fmt: skip
+              command: str = "course_lib.study.run_study", log=print, force_new: bool = False,
+              wait: float = 0.0) -> ResultStore:  # fmt: skip
     """Run (or resume) the study; return the store its results went to.
+
+    Holds the lock of the results file it writes for the whole call (:meth:`ResultStore.lock`):
+    a second process on the same ``out`` (and shard) waits ``wait`` seconds, then is refused
+    with :class:`~course_lib.study.store.LockHeld` naming the holder. ``out`` holds one
+    configuration: another one is refused (:class:`~course_lib.study.store.ConfigMismatch`)
+    unless ``force_new``, which first moves the old study files into ``out/previous-*/``.
+    The final phase is refused (:class:`~course_lib.study.store.IncompleteStudy`) before any
+    data is loaded when the search is incomplete; an unusable ``COURSE_DEVICE`` is reported
+    before anything is written. See :func:`_run_study_locked` for the rest.
+    """
+    if phase not in ("search", "final", "all"):
+        raise ValueError(f"phase must be 'search', 'final' or 'all', got {phase!r}")
+    index, count = shard_spec
+    out = Path(out)
+    store = ResultStore(out / ("results.jsonl" if count == 1 else f"results-{index}-of-{count}.jsonl"))
+    if data is None:
+        config.device()  # raises ConfigError for an unusable COURSE_DEVICE, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    with store.lock(wait=wait, command=command):
+        if force_new:
+            moved = move_aside(out)
+            if moved is not None:
+                log(f"moved the previous study's files into {moved}")
+        write_config(cfg, out)  # refuses another configuration
+        if phase == "final":
+            merged = ResultStore(out / "results.jsonl").load() if count > 1 else store.load()
+            chosen_learning_rates(cfg, merged)  # refuses an incomplete search before loading any data
+        return _run_study_locked(cfg, out, phase=phase, shard_spec=shard_spec, data=data, progress=progress,
+                                 command=command, log=log)  # fmt: skip
+
+
+def _run_study_locked(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", shard_spec: tuple[int, int] = (1, 1),
+              data: dict[str, DeviceData] | None = None, progress: bool | None = None,
+              command: str = "course_lib.study.run_study", log=print) -> ResultStore:  # fmt: skip
+    """:func:`run_study` once its lock is held and its configuration checked.
 
     Every finished run is appended at once, atomically, to ``<out>/results.jsonl``, or
     ``results-<i>-of-<n>.jsonl`` for shard ``shard_spec = (i, n)``; the runs already there are

@@ -16,13 +16,16 @@ import numpy as np
 from .. import plots
 from .design import StudyConfig
 from .protocol import chosen_learning_rates
+from .store import IncompleteStudy, dedupe
 
 __all__ = ["final_records", "summarize", "curves", "lr_sensitivity", "save_figures", "summary_markdown",
-           "summary_csv"]  # fmt: skip
+           "summary_csv", "check_complete"]  # fmt: skip
 
 
 def final_records(cfg: StudyConfig, records: list[dict]) -> dict[str, list[dict]]:
-    """Per optimizer, the runs of its chosen setting (seed 0's search run and the final seeds)."""
+    """Per optimizer, the runs of its chosen setting (seed 0's search run and the final seeds),
+    each run once even when ``records`` holds duplicates (:func:`~course_lib.study.store.dedupe`)."""
+    records, _ = dedupe(records)
     chosen = chosen_learning_rates(cfg, records)
     out = {}
     for name in cfg.optimizers:
@@ -83,7 +86,8 @@ def curves(cfg: StudyConfig, records: list[dict], metric: str = "val_acc") -> di
 
 
 def lr_sensitivity(cfg: StudyConfig, records: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
-    """Per optimizer, (learning rates, final validation accuracy) of the search runs."""
+    """Per optimizer, (learning rates, final validation accuracy) of the search runs (each once)."""
+    records, _ = dedupe(records)
     out = {}
     for name in cfg.optimizers:
         runs = sorted((r for r in records if r["phase"] == "search" and r["optimizer"] == name
@@ -135,3 +139,14 @@ def summary_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+def check_complete(cfg: StudyConfig, records: list[dict]) -> None:
+    """Raise :class:`~course_lib.study.store.IncompleteStudy` (one line: what is missing and
+    what to run) unless ``records`` hold the whole search and every final seed of ``cfg``."""
+    chosen = chosen_learning_rates(cfg, records)  # raises for an incomplete search
+    missing = [f"{name} {len(runs)} of {cfg.final_seeds} seeds" for name, runs in final_records(cfg, records).items()
+               if len({r["seed"] for r in runs}) < cfg.final_seeds]  # fmt: skip
+    if missing:
+        raise IncompleteStudy(f"the final phase is incomplete ({', '.join(missing)}; learning rates chosen: "
+                              + ", ".join(f"{k} {v:g}" for k, v in chosen.items())
+                              + "); run --phase final (or merge its shard files) first")

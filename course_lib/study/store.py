@@ -10,12 +10,25 @@ In a study's directory ``<out>``:
 - ``provenance.json``: one entry per invocation: command, device, versions (course_lib's git
   commit too), data variant, date (:func:`provenance`, :func:`record_provenance`);
 - ``extra.jsonl``: runs outside the grid (:func:`~course_lib.study.protocol.run_extra`).
+
+**Nothing lost, nothing mixed.** A process that writes a results file holds its lock
+(:meth:`ResultStore.lock`, ``results.jsonl.lock``: pid, host, start, command; a second writer
+waits or is refused with a message naming the holder; the lock of a process that died is
+taken over). A run is never recorded twice (:meth:`ResultStore.append`), and readers count each
+run once even in a file that has duplicates (:func:`dedupe`). A study directory holds one
+configuration: :func:`check_config` refuses another one, naming both fingerprints and the
+settings that differ; :func:`move_aside` moves the old results into a ``previous-*`` folder
+(``--force-new``), never deleting them. Records are standard JSON: a value that is not a finite
+number (a diverged run's NaN loss) is written as ``null`` and named in the record's
+``"nonfinite"`` entry (``{"test_acc": "nan"}``); :meth:`ResultStore.load` restores it.
+Reading needs no lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import subprocess
@@ -27,27 +40,116 @@ import numpy as np
 import torch
 
 from ..engine import cifar10, text
-from ..files import atomic_write_text
+from ..files import FileLock, LockHeld, atomic_write_text, remove_stale_temporaries
 from .design import StudyConfig
 
 __all__ = ["ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance",
-           "data_variant"]  # fmt: skip
+           "data_variant", "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "run_identity",
+           "check_config", "move_aside"]  # fmt: skip
+
+
+class StudyError(RuntimeError):
+    """The study cannot go on as asked; the message is one line for the user (the command
+    line prints it and exits with status 2)."""
+
+
+class ConfigMismatch(StudyError):
+    """The study directory holds results of another configuration (:func:`check_config`)."""
+
+
+class IncompleteStudy(StudyError):
+    """A phase or summary needs runs that are not there yet (search before final)."""
+
+
+def run_identity(record: dict) -> tuple:
+    """What makes a run one run: (fingerprint, task, phase, optimizer, lr, seed)."""
+    return (record["fingerprint"], record.get("task", "cifar10"), record["phase"], record["optimizer"],
+            float(record["lr"]), int(record["seed"]))  # fmt: skip
+
+
+def dedupe(records: Iterable[dict]) -> tuple[list[dict], int]:
+    """Each run once: the first record of each :func:`run_identity`, in file order, and the
+    number of duplicates left out (two processes writing one file, or a merge of overlapping
+    shards, could leave them)."""
+    seen, unique, total = set(), [], 0
+    for r in records:
+        total += 1
+        ident = run_identity(r)
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(r)
+    return unique, total - len(unique)
+
+
+_NONFINITE = "nonfinite"
+
+
+def _encode(record: dict) -> dict:
+    """``record`` with every non-finite float replaced by None and listed under ``"nonfinite"``
+    (path -> ``"nan"``, ``"inf"`` or ``"-inf"``; the path joins keys and list indices with ``/``)."""
+    flagged: dict[str, str] = {}
+
+    def walk(value, path: str):
+        if isinstance(value, float) and not math.isfinite(value):
+            flagged[path] = "nan" if value != value else ("inf" if value > 0 else "-inf")
+            return None
+        if isinstance(value, dict):
+            return {k: walk(v, f"{path}/{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, f"{path}/{i}") for i, v in enumerate(value)]
+        return value
+
+    out = walk({k: v for k, v in record.items() if k != _NONFINITE}, "")
+    if flagged:
+        out[_NONFINITE] = flagged
+    return out
+
+
+def _decode(record: dict) -> dict:
+    """The inverse of :func:`_encode`: the flagged nulls become floats again."""
+    flagged = record.pop(_NONFINITE, None)
+    for path, kind in (flagged or {}).items():
+        *parents, last = path.split("/")
+        node = record
+        try:
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            if isinstance(node, list):
+                node[int(last)] = float(kind)
+            else:
+                node[last] = float(kind)
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue  # a flag that no longer fits (edited by hand): leave the null
+    return record
 
 
 class ResultStore:
-    """One JSON object per finished run, in a JSON-lines file, rewritten atomically per run."""
+    """One JSON object per finished run, in a JSON-lines file, rewritten atomically per run.
+
+    Writers hold :meth:`lock` for as long as they write; :meth:`load` needs no lock.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def lock(self, *, wait: float = 0.0, command: str | None = None) -> FileLock:
+        """The exclusive lock of this results file (a context manager): held, or :class:`LockHeld`
+        naming the process that holds it, after waiting ``wait`` seconds."""
+        return FileLock(self.lock_path, wait=wait, command=command, what=f"the study results {self.path}")
+
     def load(self) -> list[dict]:
+        """Every record in the file, in order (non-finite numbers restored, duplicates kept)."""
         if not self.path.exists():
             return []
         records = []
         for n, line in enumerate(self.path.read_text().splitlines(), start=1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    records.append(_decode(json.loads(line)))
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{self.path}, line {n}: not a JSON record ({exc.msg})") from exc
         return records
@@ -55,29 +157,119 @@ class ResultStore:
     def done(self, fingerprint: str) -> set[str]:
         return {r["key"] for r in self.load() if r["fingerprint"] == fingerprint}
 
-    def append(self, record: dict) -> None:
-        self.write(self.load() + [record])
+    def append(self, record: dict) -> bool:
+        """Add ``record`` unless the file already has that run (:func:`run_identity`); True when
+        added. The file is read again first, so a run another writer added meanwhile counts."""
+        records = self.load()
+        ident = run_identity(record)
+        if any(run_identity(r) == ident for r in records):
+            return False
+        self.write(records + [record])
+        return True
 
     def write(self, records: Iterable[dict]) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        """Replace the file with ``records`` (atomically; standard JSON, see the module docstring);
+        temporaries that killed writers of this file left behind are removed first."""
+        remove_stale_temporaries(self.path.parent, self.path.name)
+        atomic_write_text(self.path, "".join(json.dumps(_encode(r), sort_keys=True, allow_nan=False) + "\n"
+                                             for r in records))  # fmt: skip
 
 
-def merge(out: str | os.PathLike) -> ResultStore:
-    """Join ``results.jsonl`` and every ``results-*-of-*.jsonl`` in ``out`` (later copies of a key win)."""
+def merge(out: str | os.PathLike, *, wait: float = 0.0) -> ResultStore:
+    """Join ``results.jsonl`` and every ``results-*-of-*.jsonl`` in ``out`` (later copies of a
+    run win; each run once), holding the lock of ``results.jsonl`` while it writes."""
     out = Path(out)
     target = ResultStore(out / "results.jsonl")
-    by_key = {(r["fingerprint"], r["key"]): r for r in target.load()}
-    for part in sorted(out.glob("results-*-of-*.jsonl")):
-        for r in ResultStore(part).load():
-            by_key[(r["fingerprint"], r["key"])] = r
-    target.write(by_key.values())
+    with target.lock(wait=wait):
+        by_run = {run_identity(r): r for r in target.load()}
+        for part in sorted(out.glob("results-*-of-*.jsonl")):
+            for r in ResultStore(part).load():
+                by_run[run_identity(r)] = r
+        target.write(by_run.values())
+    return target
+
+
+_STUDY_FILES = ("results.jsonl", "results-*-of-*.jsonl", "study-config.json", "provenance.json", "extra.jsonl",
+                "summary.md", "summary.csv", "curves.png", "lr_sensitivity.png")  # fmt: skip
+
+
+def _settings_text(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """``name old -> new`` for each setting that differs (JSON text, so tuples equal lists)."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, "(unset)"), new.get(name, "(unset)")
+        if _settings_text(a) != _settings_text(b):
+            a_text, b_text = (t if len(t) <= 60 else t[:57] + "..." for t in (_settings_text(a), _settings_text(b)))
+            out.append(f"{name} {a_text} -> {b_text}")
+    return out
+
+
+def check_config(cfg: StudyConfig, out: str | os.PathLike) -> None:
+    """Raise :class:`ConfigMismatch` when ``out`` holds a study of another configuration than
+    ``cfg``: its ``study-config.json`` has another fingerprint (the message names both
+    fingerprints and the settings that differ), or, without that file, a results file holds
+    records of another fingerprint. Nothing is written."""
+    out = Path(out)
+    path = out / "study-config.json"
+    new_fp = cfg.fingerprint()
+    how = (f"Use another --out, or --force-new to move the old results aside into {out}/previous-<date>-<fingerprint>/ "
+           f"(nothing is deleted).")  # fmt: skip
+    if path.exists():
+        try:
+            stored = load_config(out)
+        except (ValueError, TypeError) as exc:
+            raise ConfigMismatch(f"{path} cannot be read as a study configuration ({exc}); " + how) from exc
+        old_fp = stored.fingerprint()
+        if old_fp != new_fp:
+            differ = _differences(dataclasses.asdict(stored), dataclasses.asdict(cfg))
+            raise ConfigMismatch(
+                f"{out} holds a study with fingerprint {old_fp} (its study-config.json), but this configuration "
+                f"has fingerprint {new_fp}; settings that differ: {'; '.join(differ) or '(none visible)'}. " + how)
+        return
+    foreign = sorted({r["fingerprint"] for part in sorted(out.glob("results*.jsonl"))
+                      for r in ResultStore(part).load()} - {new_fp})  # fmt: skip
+    if foreign:
+        raise ConfigMismatch(f"{out} holds results of fingerprint {', '.join(foreign)} (and no study-config.json), "
+                             f"but this configuration has fingerprint {new_fp}. " + how)  # fmt: skip
+
+
+def move_aside(out: str | os.PathLike) -> Path | None:
+    """Move the study files in ``out`` (results, configuration, provenance, extra runs, summary,
+    figures) into a new folder ``out/previous-<UTC date and time>-<fingerprint>/`` and return it
+    (None when there was nothing to move). Nothing is deleted; other files are left alone."""
+    out = Path(out)
+    files = sorted({p for pattern in _STUDY_FILES for p in out.glob(pattern) if p.is_file()})
+    if not files:
+        return None
+    try:
+        fingerprint = load_config(out).fingerprint()
+    except (OSError, ValueError, TypeError):
+        fingerprint = "unknown"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = out / f"previous-{stamp}-{fingerprint}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = out / f"previous-{stamp}-{fingerprint}-{n}"
+    target.mkdir()
+    for f in files:
+        os.replace(f, target / f.name)
     return target
 
 
 def write_config(cfg: StudyConfig, out: str | os.PathLike) -> None:
-    """Write ``<out>/study-config.json`` (creating ``out``), unless it already holds ``cfg``."""
+    """Write ``<out>/study-config.json`` (creating ``out``), unless it already holds ``cfg``.
+
+    Raises :class:`ConfigMismatch` (see :func:`check_config`) instead of replacing the
+    configuration of another study: results of two configurations never share a directory.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_config(cfg, out)
     path = out / "study-config.json"
     text = json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str)
     if not path.exists() or path.read_text() != text:
@@ -161,6 +353,8 @@ def data_variant(data_dir=None, task: str = "cifar10") -> str:
 def record_provenance(out: str | os.PathLike, entry: dict) -> None:
     """Append one invocation's provenance to ``<out>/provenance.json`` (atomically)."""
     path = Path(out) / "provenance.json"
-    entries = json.loads(path.read_text()) if path.exists() else []
-    entries.append(entry)
-    atomic_write_text(path, json.dumps(entries, indent=2, default=str))
+    with FileLock(path.with_name("provenance.json.lock"), wait=60, what=f"{path}"):  # shards share the file
+        entries = json.loads(path.read_text()) if path.exists() else []
+        entries.append(entry)
+        atomic_write_text(path, json.dumps([_encode(e) for e in entries], indent=2, default=str,
+                                           allow_nan=False))  # fmt: skip
