@@ -266,9 +266,12 @@ def write_config(cfg: StudyConfig, out: str | os.PathLike) -> None:
 
     Raises :class:`ConfigMismatch` (see :func:`check_config`) instead of replacing the
     configuration of another study: results of two configurations never share a directory.
+    Temporaries in ``out`` whose writer has died (:func:`course_lib.files.remove_stale_temporaries`)
+    are removed first.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what killed writers of this study's files left behind
     check_config(cfg, out)
     path = out / "study-config.json"
     text = json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str)
