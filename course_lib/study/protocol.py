@@ -113,15 +113,20 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
     }  # fmt: skip
 
 
-def _selection_score(record: dict) -> tuple[float, float]:
+def _selection_score(record: dict, task: str = "cifar10") -> tuple[float, float]:
+    """Higher is better: (validation accuracy, -validation loss) for images; for text the loss
+    comes first, since a language model is judged by its loss (bits per character)."""
     if record["history"]["diverged"] or not record["history"]["epochs"]:
-        return (-1.0, -np.inf)
+        return (-np.inf, -np.inf)
     last = record["history"]["epochs"][-1]
+    if task == "shakespeare":
+        return (-last["val_loss"], last["val_acc"])
     return (last["val_acc"], -last["val_loss"])
 
 
 def chosen_learning_rates(cfg: StudyConfig, records: list[dict]) -> dict[str, float]:
-    """Per optimizer, the searched lr with the best final validation accuracy.
+    """Per optimizer, the searched lr with the best final validation accuracy (for the text task:
+    the lowest final validation loss).
 
     Ties go to the lower final validation loss; a diverged run is never chosen over a finished one.
     """
@@ -134,7 +139,7 @@ def chosen_learning_rates(cfg: StudyConfig, records: list[dict]) -> dict[str, fl
         if len(done) < len(grid):
             raise IncompleteStudy(f"the learning-rate search for {name} is incomplete "
                                   f"({len(done)} of {len(grid)} learning rates done); run or merge the search phase first")  # fmt: skip
-        chosen[name] = max(runs, key=_selection_score)["lr"]
+        chosen[name] = max(runs, key=lambda r: _selection_score(r, cfg.task))["lr"]
     return chosen
 
 
