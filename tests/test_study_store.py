@@ -278,6 +278,14 @@ def test_an_unusable_device_is_reported_before_anything_is_written(tmp_path, cap
     assert not out.exists()
 
 
+def test_an_unusable_data_dir_is_reported_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "mistyped"))
+    out = tmp_path / "study"
+    assert study.main(["run", "--mode", "fast", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: COURSE_DATA_DIR='{tmp_path / 'mistyped'}' does not exist")
+    assert not out.exists() and not (tmp_path / "mistyped").exists()
+
+
 def test_mode_works_whatever_course_fast_says(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "2")
     monkeypatch.setattr(study.protocol, "load_data", lambda *a, **k: pytest.fail("loaded data"))

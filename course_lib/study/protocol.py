@@ -171,8 +171,8 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", s
     configuration: another one is refused (:class:`~course_lib.study.store.ConfigMismatch`)
     unless ``force_new``, which first moves the old study files into ``out/previous-*/``.
     The final phase is refused (:class:`~course_lib.study.store.IncompleteStudy`) before any
-    data is loaded when the search is incomplete; an unusable ``COURSE_DEVICE`` is reported
-    before anything is written. See :func:`_run_study_locked` for the rest.
+    data is loaded when the search is incomplete; an unusable ``COURSE_DEVICE`` or
+    ``COURSE_DATA_DIR`` is reported before anything is written. See :func:`_run_study_locked` for the rest.
     """
     if phase not in ("search", "final", "all"):
         raise ValueError(f"phase must be 'search', 'final' or 'all', got {phase!r}")
@@ -180,7 +180,8 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = "all", s
     out = Path(out)
     store = ResultStore(out / ("results.jsonl" if count == 1 else f"results-{index}-of-{count}.jsonl"))
     if data is None:
-        config.device()  # raises ConfigError for an unusable COURSE_DEVICE, before anything is written
+        config.device()  # raise ConfigError for an unusable COURSE_DEVICE or COURSE_DATA_DIR
+        config.data_dir()  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     with store.lock(wait=wait, command=command):
         if force_new:
