@@ -279,3 +279,32 @@ def test_gradient_clipping_bounds_the_global_norm(corpus_file):
     with pytest.raises(ValueError, match="clip_grad_norm must be positive"):
         engine.train(model, optim.SGD(model.parameters(), lr=0.1), data["train"], steps=1, batch_size=4,
                      clip_grad_norm=0.0)  # fmt: skip
+
+
+def test_a_killed_cache_writer_leaves_nothing_behind_after_the_next_load(corpus_file):
+    """SIGKILL during the token-cache write: the next load removes the temporary and writes the cache."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal, numpy as np
+        from course_lib.engine import text
+        def savez_then_die(f, **arrays):
+            f.write(b"partial")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        text.np.savez = savez_then_die
+        text.load_corpus({str(corpus_file)!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert result.returncode == -signal.SIGKILL
+    leftovers = list(corpus_file.parent.glob(".sonnet.tokens.npz.*.tmp"))
+    assert leftovers and not (corpus_file.parent / "sonnet.tokens.npz").exists()
+    corpus = load_corpus(corpus_file)
+    assert len(corpus) == len(VERSE) * 40
+    assert not list(corpus_file.parent.glob(".sonnet.tokens.npz.*.tmp"))
+    assert (corpus_file.parent / "sonnet.tokens.npz").is_file()
+    assert os.path.getsize(corpus_file.parent / "sonnet.tokens.npz") > 100

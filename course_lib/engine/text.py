@@ -18,7 +18,8 @@ expected. :func:`load_corpus` reads any UTF-8 text file the same way (own corpor
 **Tokens.** The vocabulary is the sorted set of the corpus's characters (65 for tiny
 Shakespeare); token ``i`` is ``vocabulary[i]``. The encoded array is cached next to the data as
 ``<name>.tokens.npz``, with the SHA-256 of the text it was made from: a cache made from other
-text (a changed or replaced file) is rebuilt, never used, and it is written atomically.
+text (a changed or replaced file) is rebuilt, never used; it is written atomically, and the
+temporary file of a writer that was killed is removed by the next load.
 
 **Examples.** A language model on a corpus of tokens :math:`c_0 c_1 \\dots` learns to predict
 :math:`c_{s+1} \\dots c_{s+T}` from :math:`c_s \\dots c_{s+T-1}` at every position of a window of
@@ -44,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .. import config
-from ..files import atomic_write
+from ..files import atomic_write, remove_stale_temporaries
 from .cifar10_formats import DataError
 
 __all__ = ["URL", "SHA256", "SIZE", "FILE_NAMES", "DataError", "Corpus", "TextData", "load_corpus",
@@ -175,6 +176,7 @@ def load_corpus(path: str | os.PathLike, *, sha256: str | None = None, size: int
     cache_root = Path(cache_dir) if cache_dir is not None else (
         path.parent if os.access(path.parent, os.W_OK) else config.repo_root() / "data")  # fmt: skip
     cache = _cache_path(path, cache_root)
+    remove_stale_temporaries(cache_root, cache.name)  # what a killed cache writer left
     cached = _load_cache(cache, digest)
     if cached is not None:
         return Corpus(cached.tokens, cached.vocabulary, path)
