@@ -79,3 +79,20 @@ def test_bias_correction_factor():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         E.ewma([1.0, 2.0], **kwargs)
+
+
+def test_mean_age_is_the_lag_on_a_linear_trend_and_variance_factor_is_measured():
+    from course_lib.optim.ewma import ewma, mean_age, variance_factor
+
+    trend = 0.25 * np.arange(1, 31)
+    for beta in (0.5, 0.9, 0.98):
+        for t in (1, 5, 30):
+            lag = (trend[t - 1] - ewma(trend[:t], beta, bias_correction=True)[-1]) / 0.25
+            assert lag == pytest.approx(mean_age(beta, t), abs=1e-9)
+        assert mean_age(beta) == pytest.approx(beta / (1 - beta))
+        assert mean_age(beta, 10_000) == pytest.approx(beta / (1 - beta))
+    noise = np.random.default_rng(0).normal(size=200_000)
+    for beta in (0.5, 0.9):
+        assert ewma(noise, beta)[1000:].var() == pytest.approx(variance_factor(beta), rel=0.05)
+    with pytest.raises(ValueError):
+        mean_age(0.9, 0)

@@ -178,3 +178,21 @@ def test_plot_histories_draws_one_curve_per_run():
     with pytest.raises(ValueError, match="x="):
         plots.plot_histories(runs, metric="step_loss", x="epoch")
     plt.close("all")
+
+
+def test_a_method_keeps_its_colour_across_figures():
+    from course_lib.plots.style import METHOD_COLORS, _colors
+
+    a = _colors(["GD", "momentum β=0.9"])
+    b = _colors(["momentum lr=0.01", "Adam", "SGD lr=0.1"])
+    assert a[0] == b[2] == METHOD_COLORS["gd"] and a[1] == b[0] == METHOD_COLORS["momentum"]
+    assert b[1] == METHOD_COLORS["adam"] and _colors(["AdamW λ=0.1"]) == [METHOD_COLORS["adamw"]]
+    three = _colors(["GD η=0.01", "GD η=0.05", "GD η=0.1"])  # one method, three runs: three colours
+    assert len(set(three)) == 3 and three[0] == METHOD_COLORS["gd"]
+
+
+def test_log_axis_is_clipped_to_a_readable_range():
+    ax = plots.plot_losses({"fast": np.logspace(0, -96, 50), "slow": np.logspace(0, -3, 50)})
+    bottom, top = ax.get_ylim()
+    assert bottom > 1e-18 and top >= 1.0
+

@@ -36,6 +36,8 @@ __all__ = [
     "ewma_step",
     "ewma_step_",
     "ewma_weights",
+    "mean_age",
+    "variance_factor",
 ]
 
 
@@ -150,3 +152,37 @@ def effective_window(beta: float) -> float:
     """
     _check_beta(beta)
     return 1.0 / (1.0 - beta)
+
+
+def mean_age(beta: float, t: int | None = None) -> float:
+    r"""The mean age of the values in a bias-corrected EWMA after ``t`` values: its lag.
+
+    The weights of :math:`\hat v_t` are :math:`\beta^k (1-\beta)/(1-\beta^t)` for the value
+    :math:`k` steps old, so the mean age is
+
+    .. math:: \frac{\beta}{1-\beta} - \frac{t\,\beta^t}{1-\beta^t},
+
+    which tends to :math:`\beta/(1-\beta)` (``t=None``: the steady state). On a linear trend the
+    average trails the trend by exactly this many steps (the average of a linear function is its
+    value at the mean age). ``t = 1`` gives 0; :math:`\beta = 0` gives 0.
+    """
+    _check_beta(beta)
+    if t is not None and t < 1:
+        raise ValueError(f"t must be at least 1, got {t}")
+    steady = beta / (1.0 - beta)
+    if t is None or beta == 0.0:
+        return steady
+    return steady - t * beta**t / bias_correction_factor(beta, t)
+
+
+def variance_factor(beta: float) -> float:
+    r"""Steady-state variance of an EWMA of independent noise, as a fraction of the noise's:
+    :math:`(1-\beta)/(1+\beta)`.
+
+    :math:`\mathrm{Var}\,v = (1-\beta)^2 \sum_k \beta^{2k} \sigma^2 = \sigma^2 (1-\beta)/(1+\beta)`:
+    about :math:`\sigma^2 / (2 \cdot \text{window})`, the variance of a plain mean of twice the
+    effective window. This is the smoothness side of the trade-off whose other side is
+    :func:`mean_age`.
+    """
+    _check_beta(beta)
+    return (1.0 - beta) / (1.0 + beta)

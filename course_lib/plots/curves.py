@@ -7,7 +7,9 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.axes import Axes
 
-from .style import _axes, _color, _legend, _styled
+from matplotlib.ticker import MaxNLocator
+
+from .style import _axes, _clip_log_axis, _color, _colors, _legend, _styled
 
 # --------------------------------------------------------------------------------------------
 # Curves
@@ -99,16 +101,20 @@ def plot_histories(
     if (metric == "step_loss") != (x == "step"):
         raise ValueError("the per-step loss is drawn against x='step', per-epoch metrics against 'epoch' or 'seconds'")
     ax = _axes(ax)
+    colors = _colors(list(histories))
     for i, (label, history) in enumerate(histories.items()):
         if metric == "step_loss":
             ys = np.asarray(history.step_loss, dtype=float)
             xs = np.arange(1, len(ys) + 1)
         else:
             ys, xs = history.column(metric), history.column(x)
-        ax.plot(xs, ys, color=_color(i), marker="o" if len(ys) <= 30 else None, markersize=4,
+        ax.plot(xs, ys, color=colors[i], marker="o" if len(ys) <= 30 else None, markersize=4,
                 label=label + (" (diverged)" if history.diverged else ""))  # fmt: skip
     if log:
         ax.set_yscale("log")
+        _clip_log_axis(ax)
+    if x == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(_HISTORY_X[x])
     ax.set_ylabel(metric.replace("_", " "))
     _legend(ax)
@@ -139,3 +145,4 @@ def plot_lr_sensitivity(
     ax.set_ylabel(ylabel)
     _legend(ax)
     return ax
+

@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from ..config import pick
 from ..problems.landscapes import Landscape
 from ..problems.runs import Trajectory
-from .style import (ANIMATION_RC, CONTOUR_LEVELS, FAST_MAX_FRAMES, MAX_FRAMES, _axes, _color, _finite,
+from .style import (ANIMATION_RC, CONTOUR_LEVELS, FAST_MAX_FRAMES, MAX_FRAMES, _axes, _clip_log_axis, _colors, _finite,
                     _labelled, _legend, _styled)
 
 # --------------------------------------------------------------------------------------------
@@ -86,9 +86,10 @@ def _draw_stationary_points(ax: Axes, landscape: Landscape) -> None:
 def _draw_trajectories(ax: Axes, runs: list[tuple[str, Trajectory]]) -> None:
     """Each path as a line with dots, then the starts (hollow circles) and ends (squares)."""
     paths = [_finite(traj.points) for _, traj in runs]
+    colors = _colors([label for label, _ in runs])
     for i, ((label, traj), pts) in enumerate(zip(runs, paths)):
         ax.plot(
-            pts[:, 0], pts[:, 1], "-o", color=_color(i), lw=1.8, markersize=3.5,
+            pts[:, 0], pts[:, 1], "-o", color=colors[i], lw=1.8, markersize=3.5,
             markevery=max(1, len(pts) // 50), zorder=6,
             label=label + (" (diverged)" if traj.diverged else ""),
         )
@@ -99,7 +100,7 @@ def _draw_trajectories(ax: Axes, runs: list[tuple[str, Trajectory]]) -> None:
         )
         last = pts[np.isfinite(pts).all(axis=1)][-1:]
         ax.scatter(
-            last[:, 0], last[:, 1], marker="s", s=80, c=_color(i), edgecolors="black",
+            last[:, 0], last[:, 1], marker="s", s=80, c=colors[i], edgecolors="black",
             linewidths=1.0, zorder=8,
         )
 
@@ -150,13 +151,16 @@ def plot_losses(
     ``"epoch"``, ...
     """
     ax = _axes(ax)
-    for i, (label, run) in enumerate(_labelled(trajectories_or_dict)):
+    runs = _labelled(trajectories_or_dict)
+    colors = _colors([label for label, _ in runs])
+    for i, (label, run) in enumerate(runs):
         losses = _finite(run.losses if isinstance(run, Trajectory) else run)
         if isinstance(run, Trajectory) and run.diverged:
             label += " (diverged)"
-        ax.plot(np.arange(len(losses)), losses, color=_color(i), label=label)
+        ax.plot(np.arange(len(losses)), losses, color=colors[i], label=label)
     if log:
         ax.set_yscale("log")
+        _clip_log_axis(ax)
     ax.set_xlabel(x)
     ax.set_ylabel("loss (log scale)" if log else "loss")
     _legend(ax)
@@ -185,15 +189,16 @@ def animate_trajectories(
     steps = np.unique(np.linspace(0, longest - 1, n_frames).round().astype(int))
 
     paths, heads = [], []
+    colors = _colors([label for label, _ in runs])
     for i, (label, traj) in enumerate(runs):
         pts = _finite(traj.points)
-        (path,) = ax.plot(pts[:, 0], pts[:, 1], "-", color=_color(i), lw=1.8, label=label, zorder=6)
+        (path,) = ax.plot(pts[:, 0], pts[:, 1], "-", color=colors[i], lw=1.8, label=label, zorder=6)
         ax.scatter(
             pts[:1, 0], pts[:1, 1], marker="o", s=110, facecolors="white", edgecolors="black",
             linewidths=1.8, label="start" if i == 0 else None, zorder=7,
         )
         heads.append(
-            ax.scatter(pts[:1, 0], pts[:1, 1], s=80, c=_color(i), edgecolors="black", zorder=10)
+            ax.scatter(pts[:1, 0], pts[:1, 1], s=80, c=colors[i], edgecolors="black", zorder=10)
         )
         paths.append(path)
     _freeze_legend(ax)  # placed where the whole paths leave room, then kept there
@@ -221,13 +226,27 @@ def _freeze_legend(ax: Axes) -> None:
 
 
 def animation_html(anim: FuncAnimation):
-    """The animation as an ``IPython.display.HTML`` player (``anim.to_jshtml()``).
+    """The animation as an ``IPython.display.HTML`` player (``anim.to_jshtml()``), after a static
+    picture of its last frame.
 
-    Closes the animation's figure, so the notebook does not show a second, static copy of it.
+    The last frame is displayed as an ordinary figure first, so that a page without JavaScript
+    (a static site, a notebook viewer) still shows the whole paths; then the figure is closed
+    and the player returned.
     """
-    from IPython.display import HTML
+    from IPython.display import HTML, display
 
     with plt.rc_context(dict(ANIMATION_RC)):
-        html = anim.to_jshtml()
-    plt.close(anim._fig)  # FuncAnimation keeps its figure only in this attribute
+        html = anim.to_jshtml()  # leaves the figure at the last frame
+    fig = anim._fig  # FuncAnimation keeps its figure only in this attribute
+    if _in_ipython():
+        display(fig)
+    plt.close(fig)
     return HTML(html)
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the course
+        return False
+    return get_ipython() is not None

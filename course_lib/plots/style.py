@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -109,6 +109,61 @@ def _axes(ax: Axes | None) -> Axes:
 
 def _color(i: int) -> str:
     return COLORS[i % len(COLORS)]
+
+
+METHOD_COLORS = MappingProxyType({
+    "gd": COLORS[0], "momentum": COLORS[1], "nesterov": COLORS[2], "adagrad": COLORS[3],
+    "rmsprop": COLORS[4], "adam": COLORS[5], "adamw": COLORS[6],
+})
+"""One colour per method, in every figure of the course: a run whose label names a method
+(``"GD"``, ``"SGD lr=0.1"``, ``"momentum β=0.9"``, ``"heavy ball"``, ``"Nesterov"``, ``"Adagrad"``,
+``"RMSProp"``, ``"Adam"``, ``"AdamW"``) is drawn in that method's colour (:func:`_colors`)."""
+
+_METHOD_WORDS = (("adamw", "adamw"), ("amsgrad", "adam"), ("adam", "adam"), ("rmsprop", "rmsprop"),
+                 ("adagrad", "adagrad"), ("nesterov", "nesterov"), ("heavy ball", "momentum"),
+                 ("momentum", "momentum"), ("sgd", "gd"), ("gd", "gd"))  # fmt: skip
+
+
+def _method(label: str) -> str | None:
+    low = label.lower()
+    for word, method in _METHOD_WORDS:
+        if word in low:
+            return method
+    return None
+
+
+def _colors(labels: Sequence[str]) -> list[str]:
+    """A colour per label: the method's colour (:data:`METHOD_COLORS`) for the first run of each
+    named method, the colours no method of this figure uses for the rest, in order.
+
+    So GD is blue and momentum orange in every figure that names them, and three learning rates of
+    one method still get three colours.
+    """
+    methods = [_method(label) for label in labels]
+    taken = {METHOD_COLORS[m] for m in methods if m is not None}
+    spare = [c for c in COLORS if c not in taken]
+    out, used = [], set()
+    for method in methods:
+        if method is not None and method not in used:
+            used.add(method)
+            out.append(METHOD_COLORS[method])
+        else:
+            out.append(spare.pop(0) if spare else COLORS[len(out) % len(COLORS)])
+    return out
+
+
+LOG_FLOOR = 1e-16
+"""On a log axis the bottom is at least ``LOG_FLOOR`` times the largest value drawn: a loss that
+reaches machine precision runs off the bottom instead of stretching the axis down to 1e-96."""
+
+
+def _clip_log_axis(ax: Axes) -> None:
+    """Raise the bottom of a log y axis to ``LOG_FLOOR`` times the largest value drawn."""
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in ax.lines]
+    values = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values]) if values else np.zeros(0)
+    if values.size:
+        bottom = max(values.min(), LOG_FLOOR * values.max())
+        ax.set_ylim(bottom=bottom / 1.5)
 
 
 def _labelled(items: Any) -> list[tuple[str, Any]]:

@@ -12,6 +12,8 @@ factory             what it shows                              stationary points
 ``saddle``          slow escape from a saddle point            saddle (0, 0); minima (0, ±1)
 ``plateau``         vanishing gradients far from the basin     minimum (0, 0)
 ``local_minima``    getting stuck in a worse minimum           4 minima, 4 saddles
+``coupled_wells``   the same, not separable (curved basins)    4 minima, 4 saddles
+``rotated_ravine``  a ravine not aligned with the axes         minimum (0, 0)
 ``rosenbrock``      a curved, narrow valley                    minimum (a, a²)
 ``beale``           steep walls, flat floor                    minimum (3, 0.5); saddle (0, 1)
 ==================  =========================================  ==============================
@@ -30,6 +32,7 @@ point is a 2-element ``torch.nn.Parameter`` handed to any ``torch.optim``-style 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -38,8 +41,8 @@ import torch
 
 Point = tuple[float, float]
 
-__all__ = ["Point", "Landscape", "gradient", "hessian", "ravine", "saddle", "plateau", "local_minima", "rosenbrock",
-           "beale", "parabola", "LANDSCAPES", "get_landscape"]
+__all__ = ["Point", "Landscape", "gradient", "hessian", "ravine", "rotated_ravine", "saddle", "plateau",
+           "local_minima", "coupled_wells", "rosenbrock", "beale", "parabola", "LANDSCAPES", "get_landscape"]
 
 # --------------------------------------------------------------------------------------------
 # The landscape record
@@ -182,6 +185,41 @@ def ravine(condition: float = 25.0) -> Landscape:
     )
 
 
+def rotated_ravine(condition: float = 25.0, angle: float = math.pi / 4) -> Landscape:
+    """The ravine ``(u² + condition·v²) / 2`` in coordinates ``(u, v)`` rotated by ``angle`` (radians).
+
+    ``u = x·cos(angle) + y·sin(angle)``, ``v = −x·sin(angle) + y·cos(angle)``. The Hessian has the
+    same eigenvalues ``1`` and ``condition`` as :func:`ravine`'s, so gradient descent and momentum
+    (which do not care about the axes) behave exactly as there; a per-coordinate method (Adagrad,
+    RMSprop, Adam) loses its advantage, since the steep and flat directions mix both coordinates.
+    Minimum ``(0, 0)``; the start is :func:`ravine`'s start rotated by ``angle``.
+    """
+    if condition <= 0:
+        raise ValueError(f"condition must be positive, got {condition}")
+    c, s = math.cos(angle), math.sin(angle)
+
+    @_accepts_numbers
+    def fn(x, y):
+        u, v = c * x + s * y, -s * x + c * y
+        return 0.5 * (u**2 + condition * v**2)
+
+    u0, v0 = -2.5, 1.0  # ravine()'s start, in the rotated coordinates
+    return Landscape(
+        name="rotated_ravine",
+        fn=fn,
+        x_range=(-3.0, 3.0),
+        y_range=(-3.0, 3.0),
+        minima=((0.0, 0.0),),
+        saddles=(),
+        start=(c * u0 - s * v0, s * u0 + c * v0),
+        levels="log",
+        description=(
+            f"Ravine f = (u² + {condition:g}·v²)/2 rotated by {math.degrees(angle):g}°: condition number "
+            f"{condition:g}, the steep direction is not a coordinate axis."
+        ),
+    )
+
+
 def saddle() -> Landscape:
     """``f = x² + (y² − 1)² / 4``: a saddle at the origin between two minima.
 
@@ -224,7 +262,8 @@ def plateau(width: float = 1.0) -> Landscape:
 
     @_accepts_numbers
     def fn(x, y):
-        return 1.0 - torch.exp(-(x**2 + y**2) / (2.0 * width**2))
+        # -expm1(-r²/2w²) = 1 - exp(-r²/2w²) without the cancellation that makes 1 - exp(-1e-17) exactly 0
+        return -torch.expm1(-(x**2 + y**2) / (2.0 * width**2))
 
     return Landscape(
         name="plateau",
@@ -287,6 +326,60 @@ def local_minima() -> Landscape:
         start=(1.9, 1.8),
         levels="linear",
         description=f"Tilted double wells with four minima: {values}.",
+    )
+
+
+def _coupled_wells(coupling):
+    def raw(x, y):
+        return _tilted_double_wells(x, y) + coupling * x * y
+
+    return raw
+
+
+def coupled_wells(coupling: float = 0.5) -> Landscape:
+    """:func:`local_minima` plus a coupling term ``coupling·x·y``: four minima, not separable.
+
+    ``local_minima`` is a sum of a function of ``x`` and a function of ``y``, so gradient descent
+    moves ``x`` and ``y`` independently and every basin of attraction is a rectangle. The
+    ``x·y`` term ties the coordinates together: the basins get curved borders, and the order of
+    the minima changes (with the default coupling the deepest one is near ``(−1, +1)``). Minima
+    and saddles are found by Newton's method; ``minima`` is sorted by value, the global one at 0.
+    """
+
+    raw_fn = _coupled_wells(coupling)
+
+    def coordinate_guesses(tilt):
+        roots = np.sort(np.roots([4.0, 0.0, -4.0, tilt]).real)
+        return (roots[0], roots[2]), roots[1]
+
+    (x_wells, x_hump), (y_wells, y_hump) = (coordinate_guesses(t) for t in _WELL_TILT)
+    minima = [_stationary_point(raw_fn, (a, b)) for a in x_wells for b in y_wells]
+    guesses = [(a, y_hump) for a in x_wells] + [(x_hump, b) for b in y_wells]
+    saddles = []
+    for guess in guesses:
+        point = _stationary_point(raw_fn, guess)
+        eig = np.linalg.eigvalsh(hessian(raw_fn, point))
+        if eig[0] < 0 < eig[1] and all(np.hypot(point[0] - q[0], point[1] - q[1]) > 1e-6 for q in saddles):
+            saddles.append(point)
+    numbers = _accepts_numbers(raw_fn)
+    minima.sort(key=lambda m: float(numbers(*m)))
+    offset = float(numbers(*minima[0]))
+
+    @_accepts_numbers
+    def fn(x, y):
+        return raw_fn(x, y) - offset
+
+    values = ", ".join(f"({m[0]:.3f}, {m[1]:.3f}) f={float(fn(*m)):.3f}" for m in minima)
+    return Landscape(
+        name="coupled_wells",
+        fn=fn,
+        x_range=(-2.0, 2.0),
+        y_range=(-2.0, 2.0),
+        minima=tuple(minima),
+        saddles=tuple(sorted(saddles)),
+        start=(1.9, 1.8),
+        levels="linear",
+        description=f"Coupled double wells (+ {coupling:g}·x·y) with four minima: {values}.",
     )
 
 
@@ -379,6 +472,8 @@ LANDSCAPES: Mapping[str, Callable[..., Landscape]] = {
     "saddle": saddle,
     "plateau": plateau,
     "local_minima": local_minima,
+    "coupled_wells": coupled_wells,
+    "rotated_ravine": rotated_ravine,
     "rosenbrock": rosenbrock,
     "beale": beale,
     "parabola": parabola,

@@ -21,21 +21,25 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..optim.divergence import DIVERGENCE_FACTOR, is_diverged
 from .landscapes import Landscape, Point, _point
 
-__all__ = ["DIVERGENCE_NORM", "Trajectory", "run_optimizer", "run_optimizers", "run_many", "basin_labels",
+__all__ = ["DIVERGENCE_NORM", "Trajectory", "run_optimizer", "run_optimizers", "run_many", "tune_lr", "basin_labels",
            "gradient_norms", "trace_optimizer"]
 
 DIVERGENCE_NORM = 1e6
-"""A run is marked diverged once ``|p|`` exceeds this (or the loss stops being finite)."""
+"""A run stops, marked diverged, once ``|p|`` exceeds this or its loss is not finite; a run that
+ends with a loss above ``DIVERGENCE_FACTOR`` (10) times its initial loss is marked diverged too
+(:func:`course_lib.optim.is_diverged`; every landscape's minimum value is 0)."""
 
 @dataclass
 class Trajectory:
     """The path of one optimizer run on a landscape.
 
     ``points[k]`` is the parameter after ``k`` steps (``points[0]`` is the start) and
-    ``losses[k] = f(points[k])``. A run that diverged (loss not finite, or ``|p| > 1e6``) stops
-    early: its arrays are shorter than ``steps + 1`` and ``diverged`` is True.
+    ``losses[k] = f(points[k])``. ``diverged`` is True when the run ends with a loss above 10
+    times its initial loss (:func:`course_lib.optim.is_diverged`), or stopped early because its
+    loss stopped being finite or ``|p|`` passed 1e6 (its arrays are then shorter than ``steps + 1``).
     """
 
     points: np.ndarray
@@ -96,6 +100,18 @@ class Trajectory:
             return None
         escaped = _first(outside[entered:])
         return None if escaped is None else entered + escaped
+
+
+def _ends_diverged(losses: Sequence[float]) -> bool:
+    """The divergence rule for a finished landscape run: its last loss is not finite or above
+    ``DIVERGENCE_FACTOR`` times its first (:func:`course_lib.optim.is_diverged` on the last loss).
+
+    Only the last loss counts, not every loss on the way: momentum's path can rise far above its
+    start and still converge (Polyak's tuned heavy ball on a ravine of condition number 100
+    climbs to 12 times its initial loss in three steps, at 1000 to over a hundred times), and a
+    rule that stopped such a run at its first high loss would call the best-tuned run diverged.
+    """
+    return len(losses) > 0 and is_diverged([losses[-1]], initial=losses[0], factor=DIVERGENCE_FACTOR)
 
 
 def _first(mask: np.ndarray) -> int | None:
@@ -162,7 +178,7 @@ def run_optimizer(
     if len(losses) < len(points):  # the loss at the last point
         with torch.no_grad():
             losses.append(landscape.fn(param[0], param[1]).item())
-    diverged = diverged or not math.isfinite(losses[-1])
+    diverged = diverged or _ends_diverged(losses)
 
     return Trajectory(
         points=np.array(points, dtype=np.float64),
@@ -207,7 +223,8 @@ def run_many(
     With ``noise_std > 0`` each row gets its own Gaussian gradient noise, ``N x 2`` values
     per step from one generator seeded with ``seed`` (a single start sees the same noise as
     :func:`run_optimizer` with that seed). A row whose point stops being finite or leaves
-    ``|p| <= 1e6`` is cut there and marked diverged (the other rows are unaffected).
+    ``|p| <= 1e6`` is cut there and marked diverged (the other rows are unaffected); a row that
+    ends above 10 times its initial loss is marked diverged as in :func:`run_optimizer`.
     """
     if steps < 0:
         raise ValueError(f"steps must be non-negative, got {steps}")
@@ -237,8 +254,9 @@ def run_many(
             bad |= ~(np.linalg.norm(pts, axis=1) <= DIVERGENCE_NORM)
         cut = _first(bad)
         keep = len(pts) if cut is None else cut + 1
-        out.append(Trajectory(points=pts[:keep].copy(), losses=np.array(loss[:keep], dtype=np.float64),
-                              label=name, diverged=cut is not None, minima=landscape.minima))  # fmt: skip
+        kept = np.array(loss[:keep], dtype=np.float64)
+        out.append(Trajectory(points=pts[:keep].copy(), losses=kept, label=name,
+                              diverged=cut is not None or _ends_diverged(kept), minima=landscape.minima))  # fmt: skip
     return out
 
 
@@ -350,3 +368,63 @@ def trace_optimizer(
     for key, values in states.items():
         out[key] = (torch.stack(values).to(torch.float64).numpy() if values else np.zeros((0,)))
     return out
+
+
+def tune_lr(
+    landscape: Landscape,
+    optimizer_cls: type,
+    lrs: Sequence[float],
+    steps: int,
+    tol: float,
+    start: Any = None,
+    **optimizer_kwargs: Any,
+) -> tuple[float | None, Trajectory | None]:
+    """A small learning-rate sweep: the ``lr`` of ``lrs`` whose run settles within ``tol`` of a
+    minimum in the fewest steps (:meth:`Trajectory.steps_to_settle`), and that run.
+
+    Every run gets the same budget of ``steps``, the same ``start`` and the same
+    ``optimizer_kwargs`` (e.g. ``momentum=0.9``). All runs are made at once, one parameter group
+    per ``lr`` in one optimizer (each group's point is its own 2-element parameter, so an
+    optimizer whose update is elementwise takes exactly the steps of :func:`run_optimizer`; the
+    returned trajectory is that run). Diverged runs do not count; ties go to the smaller ``lr``.
+    Returns ``(None, None)`` if no run settles. A chosen ``lr`` at either end of ``lrs`` means
+    the grid should be widened.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be non-negative, got {steps}")
+    rates = sorted(float(lr) for lr in lrs)
+    origin = landscape.start if start is None else _point(start)
+    params = [torch.nn.Parameter(torch.tensor(origin, dtype=torch.float64)) for _ in rates]
+    optimizer = optimizer_cls([{"params": [p], "lr": lr} for p, lr in zip(params, rates)], **optimizer_kwargs)
+    alive = np.ones(len(rates), dtype=bool)
+    points = np.full((len(rates), steps + 1, 2), np.nan)
+    points[:, 0] = origin
+    for t in range(steps):
+        optimizer.zero_grad()
+        if not alive.any():
+            break
+        stacked = torch.stack([p for p, ok in zip(params, alive) if ok])  # one graph for all runs
+        landscape.fn(stacked[:, 0], stacked[:, 1]).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            now = torch.stack([p.detach() for p in params]).numpy()
+        points[alive, t + 1] = now[alive]
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = alive & ~(np.isfinite(now).all(axis=1) & (np.linalg.norm(now, axis=1) <= DIVERGENCE_NORM))
+        for i in np.flatnonzero(bad):  # a diverged run stops; the others go on unaffected
+            alive[i] = False
+            params[i].requires_grad_(False)
+            params[i].grad = None
+    best: tuple[int, float, Trajectory] | None = None
+    for i, lr in enumerate(rates):
+        keep = int(np.isfinite(points[i]).all(axis=1).sum())
+        pts = points[i, :keep]
+        with torch.no_grad():
+            losses = landscape.fn(torch.from_numpy(pts[:, 0]), torch.from_numpy(pts[:, 1])).numpy().astype(np.float64)
+        diverged = (not alive[i]) or _ends_diverged(losses)
+        label = _default_label(optimizer_cls, {"lr": lr, **optimizer_kwargs})
+        traj = Trajectory(points=pts.copy(), losses=losses, label=label, diverged=diverged, minima=landscape.minima)
+        settled = None if diverged else traj.steps_to_settle(tol)
+        if settled is not None and (best is None or settled < best[0]):
+            best = (settled, lr, traj)
+    return (None, None) if best is None else (best[1], best[2])
