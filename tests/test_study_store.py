@@ -128,6 +128,15 @@ def test_summary_reads_without_the_lock(tmp_path, data, capsys):
     assert "| SGD |" in capsys.readouterr().out
 
 
+def test_merge_while_a_writer_holds_the_lock_is_refused_in_one_line(tmp_path, capsys):
+    with study.ResultStore(tmp_path / "results.jsonl").lock(command="a study run"):
+        assert study.main(["merge", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the study results {tmp_path / 'results.jsonl'} is locked by pid {os.getpid()} "
+                          f"on host ") and "running 'a study run'" in err and err.count("\n") == 1
+    assert study.main(["merge", "--out", str(tmp_path)]) == 0  # released
+
+
 # --------------------------------------------------------------------------------------------
 # a SIGKILL in the middle of a store write, then a rerun
 # --------------------------------------------------------------------------------------------
