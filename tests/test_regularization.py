@@ -300,3 +300,79 @@ def test_accuracy_difference_is_paired(toy_data):
     d = np.r_[np.zeros(20), np.ones(10), np.zeros(10)]
     assert se == pytest.approx(d.std(ddof=1) / math.sqrt(40))
     assert reg.accuracy_difference(a, a, data) == (0.0, 0.0)
+
+
+def test_compare_over_seeds_pairs_settings_by_seed_and_keeps_test(toy_data):
+    data = toy_data()
+    model_fn = lambda p=0.0: dropout.dropout_mlp(hidden=16, p=p, classes=3)  # noqa: E731
+    settings = {"none": reg.Setting(optim.SGD, dict(lr=0.05)),
+                "L2 0": reg.Setting(optim.SGD, dict(lr=0.05), penalty=reg.penalty("l2", 0.0)),
+                "wd": reg.Setting(optim.SGD, dict(lr=0.05, weight_decay=0.5))}  # fmt: skip
+    results = reg.compare_over_seeds(model_fn, settings, data, data, seeds=[0, 1, 2], epochs=2, batch_size=32,
+                                     test_data=data, track_val=True, progress=False)  # fmt: skip
+    assert list(results) == list(settings) and all(len(runs) == 3 for runs in results.values())
+    for s in range(3):  # within a seed: same start, same batches; a zero penalty changes nothing
+        assert results["none"][s].history.step_loss == results["L2 0"][s].history.step_loss
+    assert results["none"][0].history.step_loss != results["none"][1].history.step_loss  # seeds differ
+    for runs in results.values():
+        for r in runs:
+            assert r.val_correct.shape == (len(data),) and r.val_acc == pytest.approx(r.val_correct.mean())
+            assert r.test_acc == pytest.approx(r.val_acc)  # the same data passed as val and test
+    diffs = reg.differences(results, "none")
+    assert set(diffs) == {"L2 0", "wd"}
+    assert diffs["L2 0"].mean == 0.0 and diffs["L2 0"].se == 0.0 and diffs["L2 0"].verdict() == "inconclusive"
+    assert reg.mean_of(results["wd"], "val_acc") == pytest.approx(np.mean([r.val_acc for r in results["wd"]]))
+    table = reg.change_table(results, "none")
+    assert "(baseline)" in table and "inconclusive" in table
+    epoch, curve = reg.best_epoch([r.history for r in results["none"]])
+    assert 1 <= epoch <= 2 and curve[epoch - 1] == curve.max()
+    ax = reg.plot_changes(diffs)
+    assert len(ax.get_yticklabels()) == 2
+    untracked = reg.compare_over_seeds(model_fn, {"none": settings["none"]}, data, data, seeds=[0, 1], epochs=2,
+                                       batch_size=32, progress=False)  # fmt: skip
+    assert untracked["none"][0].history.epochs[-1].val_acc is None  # no curve, the final accuracies all the same
+    assert untracked["none"][0].val_acc == results["none"][0].val_acc
+
+
+def test_gap_table_gap_is_the_difference_of_the_printed_accuracies():
+    runs = []
+    for train, val in ((0.99949, 0.27751), (0.8, 0.30049)):
+        r = reg.RunResult(history=None, model=None, train_acc=train, val_acc=val)
+        runs.append(r)
+    table = reg.gap_table({"a": [runs[0]], "b": runs[1]})
+    rows = [line.split() for line in table.splitlines()[2:]]
+    for row in rows:
+        train, val, gap = float(row[1].rstrip("%")), float(row[2].rstrip("%")), float(row[3])
+        assert gap == pytest.approx(train - val, abs=1e-9)
+    assert rows[0][1:] == ["99.9%", "27.8%", "72.1"]  # 99.949 - 27.751 = 72.198 would print 72.2
+
+
+def test_weight_decay_timescale():
+    assert reg.decay_timescale(1e-3, 0.1) == pytest.approx(10_000)
+    assert reg.decay_timescale(1e-3, 0.0) == math.inf
+    assert reg.weight_decay_for_timescale(1e-3, 100) == pytest.approx(10.0)
+    assert reg.decay_timescale(2e-4, reg.weight_decay_for_timescale(2e-4, 333)) == pytest.approx(333)
+    with pytest.raises(ValueError):
+        reg.weight_decay_for_timescale(0.0, 10)
+
+
+def test_batch_norm_makes_weights_scale_invariant_and_norm_growth_exact(toy_data):
+    """With batch norm after a convolution: g ⟂ w, and plain SGD grows ||w||² by exactly η²||g||² per step."""
+    from course_lib.engine import models
+
+    data = toy_data(64)
+    torch.manual_seed(0)
+    cnn = models.small_cnn(widths=(4, 8, 8), classes=3)
+    conv = cnn[4].weight
+    trace = reg.trace_weight_norm(cnn, optim.SGD(cnn.parameters(), lr=0.2), conv, data, steps=15, batch_size=16)
+    assert np.abs(trace["cos"]).max() < 1e-4
+    predicted = trace["norm2"][0] + 0.2**2 * np.cumsum(trace["grad_norm2"])
+    assert np.allclose(predicted, trace["norm2"][1:], rtol=1e-4)
+    head = reg.trace_weight_norm(cnn, optim.SGD(cnn.parameters(), lr=0.2), cnn[-1].weight, data, steps=15, batch_size=16)
+    assert np.abs(head["cos"]).max() > 1e-2  # no batch norm after the head: not orthogonal
+
+
+def test_one_per_class(toy_data):
+    data = toy_data(30)
+    index = reg.one_per_class(data, classes=3)
+    assert data.labels[index].tolist() == [0, 1, 2]

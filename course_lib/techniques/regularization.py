@@ -32,7 +32,21 @@ Experiments
 -----------
 :func:`compare_regularizers` trains one model per :class:`Setting` through
 :func:`course_lib.engine.compare.compare_variants` (same initial weights, same batches) and
-measures each run's final train/validation gap.
+measures each run's final train/validation gap; :func:`compare_over_seeds` repeats that for
+several seeds (each seed: other initial weights, batches, augmentations and dropout masks) and
+:func:`differences` turns the runs into paired differences against a baseline
+(:mod:`course_lib.engine.paired`: standard errors over seeds and over validation images).
+
+Weight decay with batch norm
+----------------------------
+A weight tensor followed by batch norm is *scale-invariant*: the network's output does not
+change when it is multiplied by :math:`c > 0`, so its gradient is orthogonal to it and scales
+as :math:`1/c`. A step of size :math:`\eta` then turns it by about :math:`\eta\|g\|/\|w\|`
+for a gradient :math:`g \propto 1/\|w\|`: the *effective* learning rate is
+:math:`\eta/\|w\|^2`. Without weight decay :math:`\|w\|` only grows (for plain SGD exactly
+:math:`\|w_{t+1}\|^2 = \|w_t\|^2 + \eta^2\|g_t\|^2`), so the effective rate falls by itself;
+weight decay holds :math:`\|w\|` down and the effective rate up. :func:`trace_weight_norm`
+records it.
 """
 
 from __future__ import annotations
@@ -40,7 +54,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -49,14 +63,18 @@ from torch import Tensor, nn
 from ..engine.compare import Variant, compare_variants
 from ..engine.device_data import DeviceData
 from ..engine.loop import History, evaluate
+from ..engine.paired import PairedDifference, correct_per_example, paired_difference
 
 __all__ = [
     # penalties
     "penalised_parameters", "parameter_groups", "squared_norm", "abs_norm", "l2_penalty",
     "l1_penalty", "penalty", "l2_vs_weight_decay", "fraction_near_zero",
     # experiments
-    "Setting", "RunResult", "compare_regularizers", "accuracy_difference", "gap_table", "plot_gaps",
-    "plot_weight_histograms", "show_augmentations",
+    "Setting", "RunResult", "compare_regularizers", "compare_over_seeds", "mean_of", "differences",
+    "accuracy_difference", "gap_table", "change_table", "plot_gaps", "plot_changes", "best_epoch",
+    "plot_weight_histograms", "show_augmentations", "one_per_class",
+    # decoupled weight decay's timescale; weight decay with batch norm
+    "decay_timescale", "weight_decay_for_timescale", "trace_weight_norm",
 ]  # fmt: skip
 
 # --------------------------------------------------------------------------------------------
@@ -232,6 +250,9 @@ class RunResult:
     model: nn.Module
     train_acc: float
     val_acc: float
+    val_correct: np.ndarray | None = None  # per validation image: right or not (compare_over_seeds)
+    test_acc: float | None = None
+    test_correct: np.ndarray | None = None
 
     @property
     def gap(self) -> float:
@@ -240,7 +261,7 @@ class RunResult:
 
 
 def compare_regularizers(model_fn: Callable[..., nn.Module], settings: Mapping[str, Setting], train_data,
-                         val_data, *, epochs: int, batch_size: int, seed: int = 0,
+                         val_data, *, epochs: int, batch_size: int, seed: int = 0, track_val: bool = True,
                          progress: bool | None = None) -> dict[str, RunResult]:  # fmt: skip
     """Train one model per setting (label -> :class:`Setting`) and measure its final gap.
 
@@ -248,10 +269,12 @@ def compare_regularizers(model_fn: Callable[..., nn.Module], settings: Mapping[s
     weights of ``model_fn()`` built with ``seed``, loaded into ``model_fn(**model_kwargs)`` (so
     the settings' architectures must have the same parameters, e.g. :func:`dropout_mlp` with
     different ``p``); every run sees the same batch order and augmentation (``seed``) and draws
-    its dropout masks from a generator seeded with ``seed``.
+    its dropout masks from a generator seeded with ``seed``. ``track_val=False`` skips the
+    validation pass after every epoch (the history then has no validation curve; the final
+    accuracies are measured all the same), which saves time in sweeps.
     """
     runs = compare_variants(model_fn, {label: s.variant() for label, s in settings.items()}, train_data,
-                            epochs=epochs, batch_size=batch_size, val_data=val_data, seed=seed,
+                            epochs=epochs, batch_size=batch_size, val_data=val_data if track_val else None, seed=seed,
                             progress=progress)  # fmt: skip
     results = {}
     for label, run in runs.items():
@@ -259,6 +282,55 @@ def compare_regularizers(model_fn: Callable[..., nn.Module], settings: Mapping[s
         _, val_acc = evaluate(run.model, val_data)
         results[label] = RunResult(run.history, run.model, train_acc, val_acc)
     return results
+
+
+def compare_over_seeds(model_fn: Callable[..., nn.Module], settings: Mapping[str, Setting], train_data,
+                       val_data, *, seeds: Iterable[int], epochs: int, batch_size: int, test_data=None,
+                       track_val: bool = False, progress: bool | None = None) -> dict[str, list[RunResult]]:  # fmt: skip
+    """:func:`compare_regularizers` once per seed: label -> one :class:`RunResult` per seed.
+
+    Within a seed every setting starts from the same weights and sees the same batches (so the
+    settings are paired by seed); each result also keeps which validation images it got right
+    (``val_correct``) and, given ``test_data``, its test accuracy. Never choose a setting by its
+    test accuracy: choose on validation, then report the chosen one's test accuracy.
+    ``track_val=True`` records the validation accuracy after every epoch (for early stopping).
+    """
+    out: dict[str, list[RunResult]] = {label: [] for label in settings}
+    for seed in seeds:
+        for label, r in compare_regularizers(model_fn, settings, train_data, val_data, epochs=epochs,
+                                             batch_size=batch_size, seed=seed, track_val=track_val,
+                                             progress=progress).items():  # fmt: skip
+            r.val_correct = correct_per_example(r.model, val_data)
+            if test_data is not None:
+                r.test_correct = correct_per_example(r.model, test_data)
+                r.test_acc = float(r.test_correct.mean())
+            out[label].append(r)
+    return out
+
+
+def mean_of(runs: RunResult | Sequence[RunResult], name: str) -> float:
+    """The mean of ``name`` (``"train_acc"``, ``"val_acc"``, ``"gap"``, ``"test_acc"``) over a
+    setting's runs (one per seed), or its value for a single run."""
+    runs = [runs] if isinstance(runs, RunResult) else list(runs)
+    return float(np.mean([getattr(r, name) for r in runs]))
+
+
+def differences(results: Mapping[str, Sequence[RunResult]], baseline: str, split: str = "val"
+                ) -> dict[str, PairedDifference]:  # fmt: skip
+    """Each setting's accuracy on ``split`` (``"val"`` or ``"test"``) minus the baseline's,
+    paired by seed and by image (:func:`course_lib.engine.paired.paired_difference`)."""
+    key = f"{split}_correct"
+    base = np.stack([getattr(r, key) for r in results[baseline]])
+    return {label: paired_difference(np.stack([getattr(r, key) for r in runs]), base)
+            for label, runs in results.items() if label != baseline}  # fmt: skip
+
+
+def best_epoch(histories: Sequence[History]) -> tuple[int, np.ndarray]:
+    """Early stopping chosen on validation: the epoch (1-based) with the highest validation
+    accuracy averaged over the runs (one per seed), and that mean curve."""
+    curves = np.array([h.column("val_acc") for h in histories])
+    mean = curves.mean(axis=0)
+    return int(np.argmax(mean)) + 1, mean
 
 
 @torch.no_grad()
@@ -287,18 +359,50 @@ def accuracy_difference(model_a: nn.Module, model_b: nn.Module, data: DeviceData
     return d.mean().item(), se
 
 
-def gap_table(results: Mapping[str, RunResult]) -> str:
-    """The results as a text table: train and val accuracy (%) and the gap (percentage points), one row per run."""
+def _rounded(results: Mapping, label: str) -> tuple[float, float, float]:
+    """Train and validation accuracy in % rounded to 0.1 (means over seeds for a list of runs),
+    and the gap computed from the rounded numbers, so that the printed gap is their difference."""
+    train = round(100 * mean_of(results[label], "train_acc"), 1)
+    val = round(100 * mean_of(results[label], "val_acc"), 1)
+    return train, val, round(train - val, 1)
+
+
+def gap_table(results: Mapping[str, RunResult | Sequence[RunResult]]) -> str:
+    """The results as a text table: train and val accuracy (%) and the gap (percentage points),
+    one row per setting (means over seeds where a setting has several runs). The gap is the
+    difference of the two printed (rounded) accuracies."""
     width = max(len("setting"), *(len(k) for k in results))
     lines = [f"{'setting':<{width}}  train acc  val acc    gap", "-" * (width + 29)]
-    for label, r in results.items():
-        lines.append(f"{label:<{width}}  {100 * r.train_acc:8.1f}%  {100 * r.val_acc:6.1f}%  {100 * r.gap:5.1f}")
+    for label in results:
+        train, val, gap = _rounded(results, label)
+        lines.append(f"{label:<{width}}  {train:8.1f}%  {val:6.1f}%  {gap:5.1f}")
     return "\n".join(lines)
 
 
-def plot_gaps(results: Mapping[str, RunResult], ax=None):
-    """Horizontal bars per run: train accuracy and validation accuracy side by side (in %),
-    the gap written at the end of each pair. Returns the Axes."""
+def change_table(results: Mapping[str, Sequence[RunResult]], baseline: str, k: float = 2.0) -> str:
+    """One row per setting: mean train and validation accuracy, the gap, and the validation
+    change against ``baseline`` with ``k`` standard errors of the paired difference, each
+    seed's change, and the verdict (better / worse / inconclusive)."""
+    diffs = differences(results, baseline)
+    width = max(len("setting"), *(len(k_) for k_ in results))
+    n_seeds = len(results[baseline])
+    lines = [f"{'setting':<{width}}  train   val    gap   val change ± {k:g} s.e.   per seed{'':{max(0, 6 * n_seeds - 8)}s}  verdict",
+             "-" * (width + 58 + 6 * n_seeds)]  # fmt: skip
+    for label in results:
+        train, val, gap = _rounded(results, label)
+        row = f"{label:<{width}}  {train:5.1f} {val:5.1f} {gap:5.1f}"
+        if label == baseline:
+            lines.append(row + "   (baseline)")
+            continue
+        d = diffs[label]
+        seeds = " ".join(f"{100 * x:+5.1f}" for x in d.per_seed)
+        lines.append(f"{row}   {100 * d.mean:+6.1f} ± {100 * k * d.se:4.1f}          {seeds}  {d.verdict(k=k)}")
+    return "\n".join(lines)
+
+
+def plot_gaps(results: Mapping[str, RunResult | Sequence[RunResult]], ax=None):
+    """Horizontal bars per setting: train accuracy and validation accuracy side by side (in %,
+    means over seeds), the gap written at the end of each pair. Returns the Axes."""
     import matplotlib.pyplot as plt
 
     from ..plots import COLORS
@@ -307,18 +411,44 @@ def plot_gaps(results: Mapping[str, RunResult], ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(8.0, 0.45 * len(labels) + 1.5))
     y = np.arange(len(labels))
-    train_acc = np.array([100 * results[k].train_acc for k in labels])
-    val_acc = np.array([100 * results[k].val_acc for k in labels])
+    rounded = [_rounded(results, k) for k in labels]
+    train_acc = np.array([r[0] for r in rounded])
+    val_acc = np.array([r[1] for r in rounded])
     ax.barh(y - 0.2, train_acc, height=0.4, color=COLORS[0], label="train")
     ax.barh(y + 0.2, val_acc, height=0.4, color=COLORS[1], label="validation")
-    for yi, t, v in zip(y, train_acc, val_acc):
-        ax.text(max(t, v) + 1, yi, f"gap {t - v:.0f}", va="center", fontsize=11)
+    for yi, t, v, (_, _, gap) in zip(y, train_acc, val_acc, rounded):
+        ax.text(max(t, v) + 1, yi, f"gap {gap:.1f}", va="center", fontsize=11)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 115)
     ax.set_xticks(range(0, 101, 20))
     ax.set_xlabel("accuracy (%)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    return ax
+
+
+def plot_changes(diffs: Mapping[str, PairedDifference], ax=None, k: float = 2.0, xlabel: str | None = None):
+    """Each setting's paired difference (percentage points) as a dot with a ``k``-standard-error
+    bar, and every seed's difference as a small mark; a line at 0. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import COLORS
+
+    labels = list(diffs)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.0, 0.45 * len(labels) + 1.5))
+    y = np.arange(len(labels))
+    means = np.array([100 * diffs[k_].mean for k_ in labels])
+    errors = np.array([100 * k * diffs[k_].se for k_ in labels])
+    ax.axvline(0, color="0.4", linewidth=1)
+    ax.errorbar(means, y, xerr=errors, fmt="o", color=COLORS[0], capsize=4, label=f"mean ± {k:g} s.e.")
+    for yi, label in zip(y, labels):
+        ax.plot([100 * d for d in diffs[label].per_seed], [yi] * diffs[label].n_seeds, "|", color=COLORS[1],
+                markersize=10, label="one seed" if yi == 0 else None)  # fmt: skip
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel or "validation accuracy minus the baseline's (percentage points)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     return ax
 
 
@@ -376,3 +506,71 @@ def show_augmentations(data: DeviceData, augments: Mapping[str, Callable[..., Te
                 spine.set_visible(False)
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=12)
     return fig
+
+
+def one_per_class(data: DeviceData, classes: int = 10) -> Tensor:
+    """The index of the first example of each class ``0, ..., classes - 1`` (for example images)."""
+    labels = data.labels.cpu()
+    return torch.stack([torch.nonzero(labels == c)[0, 0] for c in range(classes)])
+
+
+# --------------------------------------------------------------------------------------------
+# Decoupled weight decay's timescale
+# --------------------------------------------------------------------------------------------
+
+
+def decay_timescale(lr: float, weight_decay: float) -> float:
+    r"""The number of steps over which decoupled weight decay forgets: :math:`\tau = 1/(\eta\lambda)`.
+
+    AdamW multiplies the weights by :math:`1 - \eta\lambda` every step, so what the weights
+    held :math:`t` steps ago is weighted by :math:`(1-\eta\lambda)^t \approx e^{-t/\tau}`:
+    the weights are an exponentially weighted average of recent updates with a window of about
+    :math:`\tau` steps. ``inf`` without decay."""
+    return math.inf if weight_decay == 0 else 1.0 / (lr * weight_decay)
+
+
+def weight_decay_for_timescale(lr: float, steps: float) -> float:
+    r"""AdamW's :math:`\lambda` for a target timescale of ``steps`` :math:`= \tau`: :math:`\lambda = 1/(\eta\tau)`.
+
+    Choosing :math:`\tau` as a fixed fraction of the run (or a fixed number of epochs) and
+    deriving :math:`\lambda` from it keeps the regularization comparable when the learning rate
+    or the run length changes (Wang & Aitchison, 2024)."""
+    if not lr > 0 or not steps > 0:
+        raise ValueError(f"lr and steps must be positive, got {lr} and {steps}")
+    return 1.0 / (lr * steps)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight decay with batch norm
+# --------------------------------------------------------------------------------------------
+
+
+def trace_weight_norm(model: nn.Module, optimizer: torch.optim.Optimizer, weight: Tensor, data: DeviceData, *,
+                      steps: int, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """Train ``model`` for ``steps`` mini-batch steps (cross-entropy, batches drawn with ``seed``)
+    and record, before each step, the squared norm of the tensor ``weight`` and of its gradient.
+
+    Returns ``{"norm2": ..., "grad_norm2": ..., "cos": ..., "loss": ...}`` (arrays of length
+    ``steps``; ``norm2`` has one more entry, after the last step). ``cos`` is the cosine between
+    ``weight`` and its gradient: about 0 for a weight that batch norm makes scale-invariant.
+    """
+    from torch.nn import functional as F
+
+    gen = torch.Generator().manual_seed(seed)
+    norm2, grad_norm2, cos, losses = [], [], [], []
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, len(data), (batch_size,), generator=gen).to(data.device)
+        x, y = data.batch(index)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        w, g = weight.detach().double(), weight.grad.detach().double()
+        norm2.append(w.pow(2).sum().item())
+        grad_norm2.append(g.pow(2).sum().item())
+        cos.append((w * g).sum().item() / max(math.sqrt(norm2[-1] * grad_norm2[-1]), 1e-300))
+        losses.append(loss.item())
+        optimizer.step()
+    norm2.append(weight.detach().double().pow(2).sum().item())
+    return {"norm2": np.array(norm2), "grad_norm2": np.array(grad_norm2), "cos": np.array(cos),
+            "loss": np.array(losses)}  # fmt: skip
