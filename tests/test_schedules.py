@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import pickle
@@ -161,6 +162,119 @@ def test_warmup_linear_decay_matches_SequentialLR_of_two_LinearLR(W, T, start):
     assert f(W) == 1.0 and f(T - 1) == 1 / (T - W) and f(T) == 0.0 and f(T + 5) == 0.0
     with pytest.raises(ValueError, match="warmup_steps"):
         S.warmup_linear_decay(0, T, T)
+
+
+@pytest.mark.parametrize("milestones,gamma", [((50, 75), 0.1), ((3,), 0.5), ((10, 10, 40), 0.3)])
+def test_multistep_decay_matches_MultiStepLR(milestones, gamma):
+    make = lambda o: L.MultiStepLR(o, milestones=list(milestones), gamma=gamma)  # noqa: E731
+    n = 100
+    ref = torch_lrs(make, n)["lr"]
+    assert np.max(np.abs(ours(S.multistep_decay, n, milestones=milestones, gamma=gamma) - ref)) < TOL
+
+
+def _torch_wsd(W, S_, T, start, end):
+    def make(o):
+        return L.SequentialLR(o, [L.LinearLR(o, start_factor=start, total_iters=W),
+                                  L.ConstantLR(o, factor=1.0, total_iters=0),
+                                  L.LinearLR(o, start_factor=1.0, end_factor=end, total_iters=T - S_)],
+                              milestones=[W, S_])  # fmt: skip
+
+    return make
+
+
+@pytest.mark.parametrize("W,S_,T,start,end", [(10, 80, 100, 0.1, 0.0), (1, 5, 20, 0.5, 0.0), (7, 30, 50, 1 / 7, 0.1)])
+def test_warmup_stable_decay_matches_SequentialLR_of_LinearLR_ConstantLR_LinearLR(W, S_, T, start, end):
+    make = _torch_wsd(W, S_, T, start, end)
+    n = T + 1
+    ref = torch_lrs(make, n)["lr"]
+    kw = dict(warmup_steps=W, decay_start=S_, total_steps=T, start_factor=start, min_factor=end)
+    assert np.max(np.abs(ours(S.warmup_stable_decay, n, **kw) - ref)) < TOL
+    assert optim.max_schedule_difference(P(S.warmup_stable_decay, **kw), make, n) < TOL
+    f = P(S.warmup_stable_decay, **kw)
+    assert f(W) == f(S_) == 1.0 and f(T) == pytest.approx(end) and f(T + 7) == pytest.approx(end)
+
+
+def test_warmup_stable_decay_cooldown_shapes_and_errors():
+    f = P(S.warmup_stable_decay, warmup_steps=0, decay_start=60, total_steps=100)
+    assert f(0) == 1.0 and f(59) == 1.0
+    assert f(80, cooldown="1-sqrt") == pytest.approx(1 - math.sqrt(0.5))
+    assert f(80) == pytest.approx(0.5)
+    assert f(80, cooldown="1-sqrt") < f(80)  # 1-sqrt drops faster at first
+    for bad in [dict(decay_start=100), dict(decay_start=-1), dict(warmup_steps=61), dict(cooldown="cos")]:
+        with pytest.raises(ValueError):
+            S.warmup_stable_decay(0, **{**dict(warmup_steps=0, decay_start=60, total_steps=100), **bad})
+
+
+def test_wsd_cooldown_branched_from_a_stable_checkpoint_equals_the_straight_run():
+    """WSD's point: the stable phase does not depend on the run length, so a cool-down of any
+    length continued from a checkpoint of the stable phase is the straight run, to the last bit."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 5, generator=gen), torch.randn(64, generator=gen)
+    W, S_ = 5, 40
+
+    def fresh(total):
+        w = torch.nn.Parameter(torch.zeros(5))
+        opt = torch.optim.SGD([w], lr=0.05, momentum=0.9)
+        return w, opt, S.ScheduledLR(opt, S.warmup_stable_decay, warmup_steps=W, decay_start=S_, total_steps=total)
+
+    def steps(w, opt, sched, a, b):
+        for t in range(a, b):
+            i = torch.arange(8 * t, 8 * t + 8) % 64
+            opt.zero_grad()
+            ((x[i] @ w - y[i]) ** 2).mean().backward()
+            opt.step()
+            sched.step()
+
+    w, opt, sched = fresh(total=60)  # the stable phase, run once; checkpoint at S
+    steps(w, opt, sched, 0, S_)
+    checkpoint = (w.detach().clone(), copy.deepcopy(opt.state_dict()), sched.state_dict())
+    for total in (50, 60, 90):
+        straight = fresh(total)
+        steps(*straight, 0, total)
+        w2, opt2, sched2 = fresh(total)
+        with torch.no_grad():
+            w2.copy_(checkpoint[0])
+        opt2.load_state_dict(copy.deepcopy(checkpoint[1]))
+        sched2.load_state_dict(checkpoint[2])
+        steps(w2, opt2, sched2, S_, total)
+        assert torch.equal(w2, straight[0])
+
+
+def test_inverse_time_and_inverse_sqrt_decay():
+    assert S.inverse_time_decay(0, k=10) == 1.0 and S.inverse_time_decay(10, k=10) == 0.5
+    assert S.inverse_time_decay(90, k=10) == pytest.approx(0.1)
+    f = P(S.inverse_sqrt_decay, warmup_steps=16)
+    assert f(0) == 0.0 and f(8) == 0.5 and f(16) == 1.0 and f(64) == 0.5
+    lam = L.LambdaLR  # both are LambdaLR one-liners in torch
+    ref = torch_lrs(lambda o: lam(o, lambda t: min((t + 1e-300) / 16, math.sqrt(16 / max(t, 1)))), 50)["lr"]
+    assert np.max(np.abs(ours(S.inverse_sqrt_decay, 50, warmup_steps=16) - ref)) < TOL
+    with pytest.raises(ValueError):
+        S.inverse_time_decay(3, k=0)
+
+
+def test_radam_rho_and_rectification_match_torch_radam():
+    """r_t from our formula equals the step size torch.optim.RAdam takes (first steps un-adapted)."""
+    beta2 = 0.999
+    assert S.radam_rho(0, beta2) == pytest.approx(1.0)
+    assert S.radam_rho(3, beta2) < 4 < S.radam_rho(4, beta2)  # the variance is infinite for the first 4 steps
+    first = next(t for t in range(100) if S.radam_rho(t, beta2) > 5)
+    assert first == 5  # torch's RAdam adapts from its sixth step (rho_t > 5)
+    assert S.radam_rectification(first - 1, beta2) == 0.0 and 0 < S.radam_rectification(first, beta2) < 0.1
+    assert S.radam_rectification(100_000, beta2) == pytest.approx(1.0, abs=1e-6)
+    assert S.untuned_warmup_steps(0.999) == 2000 and S.untuned_warmup_steps(0.99) == 200
+    # torch's RAdam: with a constant gradient g and a zero-initialised v, step t moves by
+    # lr * r_t * m_hat / sqrt(v_hat) = lr * r_t (sign g) once rho_t > 4
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = torch.optim.RAdam([w], lr=1.0, betas=(0.9, beta2), eps=0.0)
+    for t in range(40):
+        before = w.detach().clone()
+        opt.zero_grad()
+        w.sum().backward()
+        opt.step()
+        if S.radam_rho(t, beta2) > 5:
+            assert (before - w.detach()).item() == pytest.approx(S.radam_rectification(t, beta2), rel=1e-9)
+    with pytest.raises(ValueError):
+        S.radam_rho(0, 1.0)
 
 
 @pytest.mark.parametrize("W,start,end", [(5, 0.1, 1.0), (10, 1 / 3, 1.0), (8, 0.5, 0.25), (1, 0.2, 1.0)])

@@ -8,13 +8,18 @@ is used for) to a **factor** :math:`f(t)`; the learning rate of a parameter grou
 ==========================  ===============================================================
 :func:`constant`            :math:`f(t) = 1`
 :func:`step_decay`          :math:`f(t) = \gamma^{\lfloor t / s \rfloor}`
+:func:`multistep_decay`     multiply by :math:`\gamma` at each milestone step
 :func:`exponential_decay`   :math:`f(t) = \gamma^{t}`
 :func:`cosine_annealing`    :math:`f(t) = f_{\min} + (1 - f_{\min})\,\tfrac12\,(1 + \cos(\pi t / T))`
 :func:`linear_warmup`       :math:`f(t) = f_0 + (f_1 - f_0)\,\min(t, W) / W`
 :func:`warmup_cosine`       linear warm-up over :math:`W` steps, then cosine down to step :math:`T`
 :func:`warmup_linear_decay` linear warm-up over :math:`W` steps, then a straight line down to 0 at :math:`T`
+:func:`warmup_stable_decay` warm-up, a long flat (stable) phase, then a short cool-down to 0 (WSD)
+:func:`inverse_time_decay`  :math:`f(t) = 1 / (1 + t/k)` (the :math:`1/t` rate of stochastic approximation)
+:func:`inverse_sqrt_decay`  linear warm-up, then :math:`f(t) = \sqrt{W / t}` (the original transformer's)
 :func:`cosine_warm_restarts` cosine over cycles of :math:`T_0, T_0 m, T_0 m^2, \dots` steps (SGDR)
 :func:`one_cycle`           up from :math:`1/d`, down to :math:`1/(d\,d_f)`; momentum mirrored
+:func:`radam_rectification` RAdam's variance rectification of Adam's step, read as a warm-up factor
 ==========================  ===============================================================
 
 The conventions are torch's: ``f(0)`` is the value a ``torch.optim.lr_scheduler`` scheduler sets
@@ -66,13 +71,20 @@ import torch
 __all__ = [
     "constant",
     "step_decay",
+    "multistep_decay",
     "exponential_decay",
     "cosine_annealing",
     "linear_warmup",
     "warmup_cosine",
     "warmup_linear_decay",
+    "warmup_stable_decay",
+    "inverse_time_decay",
+    "inverse_sqrt_decay",
     "cosine_warm_restarts",
     "one_cycle",
+    "radam_rho",
+    "radam_rectification",
+    "untuned_warmup_steps",
     "factors",
     "ScheduledLR",
     "run_scheduler",
@@ -130,6 +142,18 @@ def step_decay(step: int, step_size: int, gamma: float = 0.1) -> float:
     t = _check_step(step)
     step_size = _check_positive_int("step_size", step_size)
     return gamma ** (t // step_size)
+
+
+def multistep_decay(step: int, milestones, gamma: float = 0.1) -> float:
+    r"""Multiply by :math:`\gamma` at each milestone: :math:`f(t) = \gamma^{\#\{m_i \le t\}}`.
+
+    ``multistep_decay(t, milestones=(T // 2, 3 * T // 4))`` drops to 10% at half the run and to
+    1% at three quarters, the common placement. Same values as
+    ``torch.optim.lr_scheduler.MultiStepLR(milestones, gamma=γ)``.
+    """
+    t = _check_step(step)
+    marks = sorted(_check_positive_int("a milestone", m) for m in milestones)
+    return gamma ** sum(1 for m in marks if m <= t)
 
 
 def exponential_decay(step: int, gamma: float) -> float:
@@ -216,6 +240,70 @@ def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int, start_fa
     if t < warmup_steps:
         return linear_warmup(t, warmup_steps, start_factor, 1.0)
     return max(0.0, (total_steps - t) / (total_steps - warmup_steps))
+
+
+def warmup_stable_decay(step: int, warmup_steps: int, decay_start: int, total_steps: int,
+                        start_factor: float = 0.0, min_factor: float = 0.0, cooldown: str = "linear") -> float:  # fmt: skip
+    r"""Warm-up, stable, decay (WSD; Hägele et al. 2024): warm up over :math:`W` steps, hold the
+    peak until step :math:`S` (``decay_start``), then cool down to ``min_factor`` at step :math:`T`.
+
+    .. math::
+        f(t) = \begin{cases}
+            f_0 + (1 - f_0)\, t / W & t < W \\
+            1 & W \le t < S \\
+            f_{\min} + (1 - f_{\min})\, c\!\left(\frac{t - S}{T - S}\right) & S \le t \le T \\
+            f_{\min} & t > T
+        \end{cases}
+        \qquad c(u) = 1 - u \;\; (\text{linear}), \quad c(u) = 1 - \sqrt{u} \;\; (\text{"1-sqrt"}).
+
+    The schedule does not need the run length until the cool-down starts: every run with the
+    same :math:`W` shares the steps :math:`t < S`, so a cool-down of any length can branch
+    from a checkpoint of the stable phase. With ``cooldown="linear"`` and :math:`f_0 > 0` the
+    values equal torch's ``SequentialLR([LinearLR(start_factor=f0, total_iters=W),
+    ConstantLR(factor=1, total_iters=0), LinearLR(start_factor=1, end_factor=f_min,
+    total_iters=T-S)], milestones=[W, S])`` up to step :math:`T`.
+    """
+    t = _check_step(step)
+    total_steps = _check_positive_int("total_steps", total_steps)
+    if isinstance(decay_start, bool) or not isinstance(decay_start, numbers.Integral) or not 0 <= decay_start < total_steps:
+        raise ValueError(f"decay_start must be an integer in [0, total_steps), got {decay_start!r}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, numbers.Integral) or not 0 <= warmup_steps <= decay_start:
+        raise ValueError(f"warmup_steps must be an integer in [0, decay_start], got {warmup_steps!r}")
+    if cooldown not in ("linear", "1-sqrt"):
+        raise ValueError(f"cooldown must be 'linear' or '1-sqrt', got {cooldown!r}")
+    if t < warmup_steps:
+        return linear_warmup(t, warmup_steps, start_factor, 1.0)
+    if t < decay_start:
+        return 1.0
+    u = min(1.0, (t - decay_start) / (total_steps - decay_start))
+    return min_factor + (1 - min_factor) * (1 - u if cooldown == "linear" else 1 - math.sqrt(u))
+
+
+def inverse_time_decay(step: int, k: float) -> float:
+    r"""The :math:`1/t` decay of stochastic approximation (Robbins & Monro): :math:`f(t) = 1/(1 + t/k)`.
+
+    Halves the rate after :math:`k` steps, then keeps falling like :math:`k/t`: slowly enough
+    that the steps add up to infinity (the iterate can still travel anywhere), fast enough that
+    the squared steps add up to a finite number (the gradient noise averages out).
+    """
+    t = _check_step(step)
+    if not k > 0:
+        raise ValueError(f"k must be positive, got {k!r}")
+    return 1.0 / (1.0 + t / k)
+
+
+def inverse_sqrt_decay(step: int, warmup_steps: int) -> float:
+    r"""Linear warm-up over :math:`W` steps, then :math:`f(t) = \sqrt{W / t}` (Vaswani et al. 2017).
+
+    .. math:: f(t) = \min\!\left(\frac{t}{W}, \sqrt{\frac{W}{t}}\right), \quad f(0) = 0
+
+    Like WSD, it needs no run length; unlike it, the rate never reaches 0.
+    """
+    t = _check_step(step)
+    W = _check_positive_int("warmup_steps", warmup_steps)
+    if t == 0:
+        return 0.0
+    return min(t / W, math.sqrt(W / t))
 
 
 def cosine_warm_restarts(step: int, T_0: int, T_mult: int = 1, min_factor: float = 0.0) -> float:
@@ -315,6 +403,50 @@ def one_cycle(
             return _anneal(lr_a, lr_b, pct, anneal), _anneal(mom_a, mom_b, pct, anneal)
         start = end
     raise AssertionError("unreachable")
+
+
+def radam_rho(step: int, beta2: float) -> float:
+    r"""RAdam's :math:`\rho` for optimizer step ``step`` (0-based; Liu et al. 2020).
+
+    :math:`\rho_\infty = 2/(1-\beta_2) - 1` and, at Adam's step :math:`t = \text{step} + 1`,
+
+    .. math:: \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t},
+
+    the number of degrees of freedom of the simple moving average that Adam's bias-corrected
+    :math:`\hat v_t` approximates: :math:`\rho_1 = 1`, and :math:`\rho_t \to \rho_\infty`.
+    """
+    t = _check_step(step) + 1
+    if not 0.0 < beta2 < 1.0:
+        raise ValueError(f"beta2 must be in (0, 1), got {beta2!r}")
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    return rho_inf - 2.0 * t * beta2**t / (1.0 - beta2**t)
+
+
+def radam_rectification(step: int, beta2: float = 0.999) -> float:
+    r"""RAdam's rectification factor :math:`r_t` of Adam's adaptive step, 0 while :math:`\rho_t \le 5`.
+
+    .. math:: r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\,\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\,\rho_t}}
+
+    The variance of Adam's adaptive rate :math:`1/\sqrt{\hat v_t}` is infinite for
+    :math:`\rho_t \le 4` and large for a while after; RAdam takes un-adapted momentum steps
+    while :math:`\rho_t \le 5` (the threshold of the authors' code and of ``torch.optim.RAdam``;
+    the first five steps for any :math:`\beta_2` near 1), and afterwards :math:`r_t` scales the adaptive step so that its variance is that of the long-run
+    average. Read as a schedule factor it is a warm-up: it rises from 0 towards 1 over about
+    :math:`2/(1-\beta_2)` steps (Ma & Yarats 2021; :func:`untuned_warmup_steps`).
+    """
+    rho = radam_rho(step, beta2)
+    if rho <= 5.0:
+        return 0.0
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    return math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+
+
+def untuned_warmup_steps(beta2: float) -> int:
+    r"""Ma & Yarats' (2021) rule of thumb for Adam's linear warm-up: :math:`2/(1-\beta_2)` steps
+    (2,000 for :math:`\beta_2 = 0.999`), twice the window of :math:`\hat v`'s average."""
+    if not 0.0 < beta2 < 1.0:
+        raise ValueError(f"beta2 must be in (0, 1), got {beta2!r}")
+    return round(2.0 / (1.0 - beta2))
 
 
 def factors(schedule: Schedule, steps: int, **kwargs: Any) -> np.ndarray:
