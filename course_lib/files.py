@@ -194,7 +194,7 @@ class FileLock:
 
     ``with FileLock(path, wait=0, what="the study in results/x"):`` either holds the lock for
     the block or raises :class:`LockHeld` with a message that names the holder (pid, host, since
-    when, its command) and ``what``; ``wait`` seconds are spent waiting for it first. The lock
+    when, its command) and ``what``, then ``hint`` (what to do); ``wait`` seconds are spent waiting for it first. The lock
     is the kernel's ``flock`` on the lock file, so a holder that dies, even by SIGKILL, releases
     it: the next process takes it over (``took_over`` then holds the dead holder's record). The
     lock file is removed on release. Where ``flock`` is missing (Windows) the lock file's own
@@ -202,8 +202,9 @@ class FileLock:
     """
 
     def __init__(self, path: str | os.PathLike, *, wait: float = 0.0, what: str | None = None,
-                 command: str | None = None, poll: float = 0.2):  # fmt: skip
+                 command: str | None = None, poll: float = 0.2, hint: str = ""):  # fmt: skip
         self.path = Path(path)
+        self.hint = hint
         self.wait = float(wait)
         self.what = what or str(self.path.parent)
         self.command = command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -279,7 +280,7 @@ class FileLock:
                 holder = self.holder()
                 waited = f" (waited {self.wait:g} s)" if self.wait > 0 else ""
                 raise LockHeld(f"{self.what} is locked by {_describe_holder(holder)}{waited}; "
-                               f"lock file {self.path}", holder)  # fmt: skip
+                               f"lock file {self.path}" + (f". {self.hint}" if self.hint else ""), holder)  # fmt: skip
             time.sleep(self.poll)
         return self
 

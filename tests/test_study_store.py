@@ -134,6 +134,8 @@ def test_merge_while_a_writer_holds_the_lock_is_refused_in_one_line(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith(f"error: the study results {tmp_path / 'results.jsonl'} is locked by pid {os.getpid()} "
                           f"on host ") and "running 'a study run'" in err and err.count("\n") == 1
+    assert err.endswith(f"; lock file {tmp_path / 'results.jsonl.lock'}. Let it finish (run with --wait SECONDS to "
+                        f"wait for it) or use another --out\n")
     assert study.main(["merge", "--out", str(tmp_path)]) == 0  # released
 
 

@@ -139,7 +139,8 @@ class ResultStore:
     def lock(self, *, wait: float = 0.0, command: str | None = None) -> FileLock:
         """The exclusive lock of this results file (a context manager): held, or :class:`LockHeld`
         naming the process that holds it, after waiting ``wait`` seconds."""
-        return FileLock(self.lock_path, wait=wait, command=command, what=f"the study results {self.path}")
+        return FileLock(self.lock_path, wait=wait, command=command, what=f"the study results {self.path}",
+                        hint="Let it finish (run with --wait SECONDS to wait for it) or use another --out")  # fmt: skip
 
     def load(self) -> list[dict]:
         """Every record in the file, in order (non-finite numbers restored, duplicates kept)."""
