@@ -129,7 +129,9 @@ def test_tune_lr_finds_the_theoretical_optimum_of_gd():
     grid = np.linspace(0.05, 0.079, 30)
     lr, traj = tune_lr(ravine(25.0), optim.SGD, grid, steps=400, tol=1e-3)
     assert abs(lr - optimal_lr(H)) <= 0.0021 and traj.steps_to_settle(1e-3) <= 100
-    assert tune_lr(ravine(25.0), optim.SGD, [0.1, 0.2], steps=50, tol=1e-3) == (None, None)
+    assert tune_lr(ravine(25.0), optim.SGD, [0.1, 0.2], steps=50, tol=1e-3) == (None, None)  # both diverge
+    lr, slow = tune_lr(ravine(25.0), optim.SGD, [0.001, 0.01], steps=20, tol=1e-3)  # neither settles in 20 steps
+    assert lr == 0.01 and slow.steps_to_settle(1e-3) is None
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(momentum=0.9), dict(momentum=0.5, nesterov=True)])

@@ -387,8 +387,9 @@ def tune_lr(
     per ``lr`` in one optimizer (each group's point is its own 2-element parameter, so an
     optimizer whose update is elementwise takes exactly the steps of :func:`run_optimizer`; the
     returned trajectory is that run). Diverged runs do not count; ties go to the smaller ``lr``.
-    Returns ``(None, None)`` if no run settles. A chosen ``lr`` at either end of ``lrs`` means
-    the grid should be widened.
+    If no run settles, the ``lr`` and run with the lowest final loss among those that did not
+    diverge (its ``steps_to_settle(tol)`` is None); ``(None, None)`` if every run diverged. A
+    chosen ``lr`` at either end of ``lrs`` means the grid should be widened.
     """
     if steps < 0:
         raise ValueError(f"steps must be non-negative, got {steps}")
@@ -416,6 +417,7 @@ def tune_lr(
             params[i].requires_grad_(False)
             params[i].grad = None
     best: tuple[int, float, Trajectory] | None = None
+    lowest: tuple[float, float, Trajectory] | None = None
     for i, lr in enumerate(rates):
         keep = int(np.isfinite(points[i]).all(axis=1).sum())
         pts = points[i, :keep]
@@ -427,4 +429,8 @@ def tune_lr(
         settled = None if diverged else traj.steps_to_settle(tol)
         if settled is not None and (best is None or settled < best[0]):
             best = (settled, lr, traj)
-    return (None, None) if best is None else (best[1], best[2])
+        if not diverged and (lowest is None or traj.final_loss < lowest[0]):
+            lowest = (traj.final_loss, lr, traj)
+    if best is not None:
+        return best[1], best[2]
+    return (None, None) if lowest is None else (lowest[1], lowest[2])
