@@ -92,12 +92,18 @@ def train_variant(model: nn.Module, variant: Variant, train_data: DeviceData, *,
 
     The budget is ``epochs`` or ``steps`` (:func:`course_lib.engine.loop.train`), with a row of
     history every epoch or every ``eval_every`` steps.
-    The optimizer gets ``variant.parameters(model)`` (default: the trainable parameters); a
+    The optimizer gets ``variant.parameters(model)`` (default: the trainable parameters, or the
+    groups of the optimizer class's own ``param_groups_for(model)`` where it has one, e.g.
+    :class:`course_lib.optim.MuonWithAdamW`'s split of hidden matrices and the rest); a
     schedule is stepped after every optimizer step. The run's global-generator draws (dropout
     masks) come from a generator seeded with ``seed`` inside :func:`course_lib.config.seeded`.
     """
-    params = variant.parameters(model) if variant.parameters is not None else [
-        p for p in model.parameters() if p.requires_grad]  # fmt: skip
+    if variant.parameters is not None:
+        params = variant.parameters(model)
+    elif hasattr(variant.optimizer, "param_groups_for"):  # an optimizer that splits a model itself
+        params = variant.optimizer.param_groups_for(model)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     optimizer = variant.optimizer(params, **dict(variant.optimizer_kwargs))
     scheduler = ScheduledLR(optimizer, variant.schedule) if variant.schedule is not None else None
     if variant.before_run is not None:

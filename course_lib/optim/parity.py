@@ -20,7 +20,7 @@ import torch
 from .schedules import Schedule, ScheduledLR, run_scheduler
 
 __all__ = ["max_difference", "max_schedule_difference", "ParityRow", "ParityTable", "optimizer_parity",
-           "schedule_parity"]
+           "schedule_parity", "modern_parity_checks", "MATRIX_SHAPES"]
 
 
 def max_difference(
@@ -36,7 +36,10 @@ def max_difference(
 
     Both get the same initial parameters (standard normal) and the same ``steps`` pre-generated
     gradients, and the same ``kwargs``; e.g. ``max_difference(course_lib.optim.Adam,
-    torch.optim.Adam, lr=0.01)`` is 0.0 when the two take bit-identical steps.
+    torch.optim.Adam, lr=0.01)`` is 0.0 when the two take bit-identical steps. An optimizer with
+    ``train()``/``eval()`` switches (schedule-free) is put in train mode first, and compared
+    both at the end of training and after ``eval()``. Muon takes matrices only: give it
+    ``shapes`` of two dimensions.
     """
     gen = torch.Generator().manual_seed(seed)
     start = [torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes]
@@ -45,12 +48,24 @@ def max_difference(
     for cls in (optimizer_a, optimizer_b):
         params = [torch.nn.Parameter(p.clone()) for p in start]
         opt = cls(params, **kwargs)
+        switches = _has_train_eval(opt)
+        if switches:
+            opt.train()
         for gs in grads:
             for p, g in zip(params, gs):
                 p.grad = g.clone()
             opt.step()
-        finals.append(params)
+        reached = [p.detach().clone() for p in params]
+        if switches:  # schedule-free: the averaged point x as well as the gradient point y
+            opt.eval()
+            reached += [p.detach().clone() for p in params]
+        finals.append(reached)
     return max((a - b).abs().max().item() for a, b in zip(*finals))
+
+
+def _has_train_eval(opt: torch.optim.Optimizer) -> bool:
+    """A schedule-free optimizer: it has ``train()`` and ``eval()`` switches (torch's have neither)."""
+    return callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
 
 
 def max_schedule_difference(schedule: Schedule, make_torch_scheduler: Callable[[torch.optim.Optimizer], Any],
@@ -127,23 +142,65 @@ def _setting(kwargs: Mapping[str, Any]) -> str:
 
 
 def _class_name(cls: Any) -> str:
-    module = getattr(cls, "__module__", "")
-    owner = "torch" if module.startswith("torch") else "course_lib" if module.startswith("course_lib") else module
-    return f"{owner}.{getattr(cls, '__name__', repr(cls))}"
+    module = getattr(cls, "__module__", "") or ""
+    owner = module.split(".")[0] if module else ""  # torch, course_lib, lion_pytorch, schedulefree, ...
+    name = getattr(cls, "__name__", repr(cls))
+    return f"{owner}.{name}" if owner else name
 
 
-def optimizer_parity(checks: Iterable[tuple[type, type, Mapping[str, Any]]], *, steps: int = 100,
-                     tolerance: float = 0.0, **common: Any) -> ParityTable:  # fmt: skip
+def optimizer_parity(checks: Iterable[tuple], *, steps: int = 100, tolerance: float = 0.0,
+                     **common: Any) -> ParityTable:  # fmt: skip
     """Run :func:`max_difference` for each ``(ours, theirs, kwargs)`` and collect the rows.
 
     ``tolerance`` 0.0 (the default) demands bit-identical parameters after ``steps`` steps;
-    ``common`` (``dtype``, ``shapes``, ``seed``) goes to every call.
+    ``common`` (``dtype``, ``shapes``, ``seed``) goes to every call. A check may carry a fourth
+    item, a dict of its own ``steps``, ``tolerance``, ``dtype``, ``shapes`` or ``seed`` (e.g.
+    matrix shapes for Muon, 1e-12 for a reference outside torch).
     """
     table = ParityTable()
-    for ours, theirs, kwargs in checks:
-        diff = max_difference(ours, theirs, steps=steps, **common, **dict(kwargs))
-        table.append(ParityRow(f"{_class_name(ours)} vs {_class_name(theirs)}", _setting(kwargs), diff, tolerance))
+    for check in checks:
+        ours, theirs, kwargs, *rest = check
+        options = {**dict(steps=steps, tolerance=tolerance), **common, **(dict(rest[0]) if rest else {})}
+        row_tolerance = options.pop("tolerance")
+        diff = max_difference(ours, theirs, **options, **dict(kwargs))
+        table.append(ParityRow(f"{_class_name(ours)} vs {_class_name(theirs)}", _setting(kwargs), diff,
+                               row_tolerance))  # fmt: skip
     return table
+
+
+MATRIX_SHAPES = ((10, 5), (4, 9))  # Muon takes matrices only (a tall one and a wide one)
+
+
+def modern_parity_checks() -> list[tuple]:
+    """The checks of the modern optimizers against their references, for :func:`optimizer_parity`:
+    ``optimizer_parity(modern_parity_checks())`` is chapter 12's table. Lion is checked against
+    ``lion_pytorch`` and the schedule-free classes against ``schedulefree`` (the course's test
+    extra installs both; an ``ImportError`` says which is missing), the rest against torch.
+    Every row demands bit-identical results except Lion's (1e-12: its reference updates the
+    average with ``mul_``/``add_`` where the course's EWMA is a ``lerp``)."""
+    from . import modern
+
+    try:
+        import lion_pytorch
+        import schedulefree
+    except ImportError as err:  # pragma: no cover - the test extra installs both
+        raise ImportError(f"the modern parity table needs the references lion-pytorch and schedulefree "
+                          f"(pip install -e '.[test]'): {err}") from err  # fmt: skip
+    matrices = {"shapes": MATRIX_SHAPES}
+    return [
+        (modern.Muon, torch.optim.Muon, dict(lr=0.02), matrices),
+        (modern.Muon, torch.optim.Muon, dict(lr=0.02, nesterov=False, weight_decay=0.05), matrices),
+        (modern.Muon, torch.optim.Muon, dict(lr=0.02, adjust_lr_fn="match_rms_adamw", ns_steps=3), matrices),
+        (modern.Adafactor, torch.optim.Adafactor, dict()),
+        (modern.Adafactor, torch.optim.Adafactor, dict(lr=0.05, beta2_decay=-0.5, d=2.0, weight_decay=0.1)),
+        (modern.Lion, lion_pytorch.Lion, dict(lr=1e-3, weight_decay=0.1), {"tolerance": 1e-12}),
+        (modern.ScheduleFreeAdamW, schedulefree.AdamWScheduleFree, dict(lr=0.01, warmup_steps=10, foreach=False)),
+        (modern.ScheduleFreeSGD, schedulefree.SGDScheduleFree, dict(lr=0.1, warmup_steps=10, foreach=False)),
+        (modern.NAdam, torch.optim.NAdam, dict(lr=0.01)),
+        (modern.NAdam, torch.optim.NAdam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+        (modern.RAdam, torch.optim.RAdam, dict(lr=0.01)),
+        (modern.RAdam, torch.optim.RAdam, dict(lr=0.01, weight_decay=0.1)),
+    ]
 
 
 def schedule_parity(checks: Sequence[tuple[str, Schedule, Callable, int, type, Mapping[str, Any]]], *,
