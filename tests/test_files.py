@@ -38,7 +38,8 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 import time  # noqa: E402
 
-from course_lib.files import FileLock, LockHeld, pid_alive, remove_stale_temporaries, source_mismatch, source_record  # noqa: E402,E501
+from course_lib.files import (FileLock, LockHeld, pid_alive, remove_stale_temporaries,  # noqa: E402
+                              source_mismatch, source_record)
 
 _SLOW_WRITER = textwrap.dedent("""
     import sys, time

@@ -31,9 +31,11 @@ temporary name and renamed into place, so an interrupted write never leaves a fi
 complete (and the next load removes what a killed writer left). Each cache records the source it
 was decoded from (path, size, modification time, image count); one that does not describe the
 source that would be read now (another directory, a changed file, a foreign or old-format
-file) is rebuilt with a warning, never used (:mod:`course_lib.engine.cifar10_cache`). A cached load of the training split takes well under a second. The cache directory is
+file) is rebuilt with a warning, never used (:mod:`course_lib.engine.cifar10_cache`). A
+cached load of the training split takes well under a second. The cache directory is
 ``cache_dir`` when given, else the data directory when it is writable, else the repository's
-``data/`` (so a read-only shared data directory works: the cache lands in the checkout). A
+``data/`` (so a read-only shared data directory works: the cache lands in the checkout, under a
+name tied to the data directory). A
 directory with no write permission bit at all counts as read-only even for root. Delete a cache
 file to rebuild it. If a cache cannot be written the data is still returned, with a warning.
 
