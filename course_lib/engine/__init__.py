@@ -12,6 +12,7 @@
 ``augment``            flips, translations, rotations on the device, from an explicit generator
 ``loop``               the training loop, evaluation, test-time augmentation, ``History``
 ``compare``            train several variants from the same initial weights on the same batches
+``paired``             paired differences over seeds and examples: is A better than B beyond the noise?
 =====================  =====================================================================
 
 Data flows ``cifar10`` -> arrays -> ``device_data`` (on the device once) -> ``loop`` (each step:
@@ -19,7 +20,7 @@ index a batch, augment, forward, backward, optimizer step) -> ``History``; for t
 -> tokens -> ``TextData`` (on the device once) -> the same ``loop``.
 """
 
-from . import augment, cifar10, cifar10_archives, compare, device_data, loop, models, text
+from . import augment, cifar10, cifar10_archives, compare, device_data, loop, models, paired, text
 from .cifar10 import CLASSES, DataError, load_cifar10, locate_cifar10
 from .compare import (Run, Variant, compare_optimizers, compare_schedules, compare_variants, initial_weights,
                       train_variant)
@@ -28,7 +29,7 @@ from .loop import EpochRecord, History, evaluate, train, tta_logits
 from .text import Corpus, TextData, load_shakespeare, text_on_device
 
 __all__ = [
-    "augment", "cifar10", "cifar10_archives", "compare", "device_data", "loop", "models", "text",
+    "augment", "cifar10", "cifar10_archives", "compare", "device_data", "loop", "models", "paired", "text",
     "Corpus", "TextData", "load_shakespeare", "text_on_device",
     "CLASSES", "DataError", "load_cifar10", "locate_cifar10",
     "DeviceData", "cifar10_on_device", "EpochRecord", "History", "train", "evaluate", "tta_logits",
