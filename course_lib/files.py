@@ -197,8 +197,9 @@ class FileLock:
     when, its command) and ``what``, then ``hint`` (what to do); ``wait`` seconds are spent waiting for it first. The lock
     is the kernel's ``flock`` on the lock file, so a holder that dies, even by SIGKILL, releases
     it: the next process takes it over (``took_over`` then holds the dead holder's record). The
-    lock file is removed on release. Where ``flock`` is missing (Windows) the lock file's own
-    existence is the lock and a holder whose pid is dead on this host counts as gone.
+    lock file is removed on release. Where ``flock`` is missing (Windows, some network file
+    systems) the lock file's own existence is the lock, and a holder whose pid is dead on this
+    host counts as gone.
     """
 
     def __init__(self, path: str | os.PathLike, *, wait: float = 0.0, what: str | None = None,
@@ -211,6 +212,7 @@ class FileLock:
         self.poll = poll
         self.took_over: dict | None = None
         self._fd: int | None = None
+        self._no_flock = False
 
     def holder(self) -> dict:
         """What the lock file says about its holder ({} when there is none or it is unreadable)."""
@@ -232,6 +234,13 @@ class FileLock:
         except BlockingIOError:
             os.close(fd)
             return False
+        except OSError:  # a file system without flock (some network mounts): the file's existence
+            os.close(fd)
+            if not self.holder():  # the empty file just created is not a holder's
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            self._no_flock = True
+            return self._try_exclusive_create()
         # the file may have been removed (released) between open and flock: lock the current one
         try:
             same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -275,7 +284,7 @@ class FileLock:
         except ImportError:
             attempt = self._try_exclusive_create
         deadline = time.monotonic() + self.wait
-        while not attempt():
+        while not (self._try_exclusive_create() if self._no_flock else attempt()):
             if time.monotonic() >= deadline:
                 holder = self.holder()
                 waited = f" (waited {self.wait:g} s)" if self.wait > 0 else ""

@@ -32,6 +32,7 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 # --- a killed writer's temporary file, and the next writer's clean-up ------------------------
 
+import json  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -140,6 +141,27 @@ def test_a_second_process_is_refused_with_the_holders_name_or_waits(tmp_path):
     finally:
         short.wait(10)
     assert short.returncode == 0 and not pid_alive(short.pid)
+
+
+def test_without_flock_the_lock_file_itself_is_the_lock(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+    import socket
+
+    def no_flock(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = tmp_path / "x.lock"
+    with FileLock(lock, command="first"):
+        with pytest.raises(LockHeld, match=rf"is locked by pid {os.getpid()} .*running 'first'"):
+            FileLock(lock).acquire()
+    assert not lock.exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with FileLock(lock) as taken:
+        assert taken.took_over["pid"] == dead.pid
 
 
 def test_source_record_notices_another_path_and_a_change(tmp_path):
