@@ -218,7 +218,7 @@ def test_optimizer_settings_are_part_of_the_configuration(tmp_path, cfg, tiny_da
     study.write_config(changed, tmp_path)
     assert study.load_config(tmp_path) == changed  # the settings survive the JSON round trip
     with pytest.raises(ValueError, match="unknown class"):
-        dataclasses.replace(cfg, optimizer_settings=dict(settings, SGD=("Lion", {})))
+        dataclasses.replace(cfg, optimizer_settings=dict(settings, SGD=("Shampoo", {})))  # Lion is a class now
     with pytest.raises(ValueError, match="learning rate is searched"):
         dataclasses.replace(cfg, optimizer_settings=dict(settings, SGD=("SGD", {"lr": 0.1})))
 

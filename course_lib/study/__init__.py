@@ -27,9 +27,9 @@ Notebook 11 writes ``from course_lib import study`` and uses ``study.fast_config
 
 from . import cli, design, protocol, report, store
 from .cli import main
-from .design import (LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec, StudyConfig,
-                     config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
-                     text_fast_config, text_full_config)
+from .design import (CLASSIC_OPTIMIZERS, LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec,
+                     StudyConfig, config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
+                     text_fast_config, text_full_config, with_optimizers)
 from .protocol import chosen_learning_rates, load_data, run_extra, run_study, train_one
 from .report import (check_complete, curves, final_records, lr_sensitivity, save_figures, summarize, summary_csv,
                      summary_markdown)
@@ -40,7 +40,8 @@ __all__ = [
     "design", "store", "protocol", "report", "cli",
     "OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "TEXT_LR_GRIDS", "TASKS", "StudyConfig", "fast_config",
     "full_config", "text_fast_config", "text_full_config",
-    "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard",
+    "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard", "CLASSIC_OPTIMIZERS",
+    "with_optimizers",
     "ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
     "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",
     "check_complete",

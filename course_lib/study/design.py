@@ -27,7 +27,8 @@ import torch
 from .. import optim
 from ..engine import models
 
-__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "TEXT_LR_GRIDS", "TASKS", "StudyConfig",
+__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "CLASSIC_OPTIMIZERS", "with_optimizers", "LR_GRIDS",
+           "TEXT_LR_GRIDS", "TASKS", "StudyConfig",
            "fast_config", "full_config", "text_fast_config", "text_full_config", "config_for", "optimizer_for",
            "RunSpec", "search_runs", "final_runs", "shard"]  # fmt: skip
 
@@ -43,6 +44,10 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "AdamW": optim.AdamW,
     **{f"torch.{cls.__name__}": cls for cls in (torch.optim.SGD, torch.optim.Adagrad, torch.optim.RMSprop,
                                                  torch.optim.Adam, torch.optim.AdamW)},
+    # the modern optimizers of chapter 12 (MuonWithAdamW: Muon for hidden matrices, AdamW for the rest)
+    **{cls.__name__: cls for cls in (optim.Lion, optim.Adafactor, optim.MuonWithAdamW, optim.NAdam, optim.RAdam,
+                                     optim.ScheduleFreeAdamW, optim.ScheduleFreeSGD)},
+    **{f"torch.{cls.__name__}": cls for cls in (torch.optim.Adafactor, torch.optim.NAdam, torch.optim.RAdam)},
 }  # fmt: skip
 
 # the study's optimizers: name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments)
@@ -54,7 +59,20 @@ OPTIMIZER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "RMSProp": ("RMSprop", {}),
     "Adam": ("Adam", {}),
     "AdamW": ("AdamW", {"weight_decay": 0.05}),
+    # modern (chapter 12), not in the default list: add them with with_optimizers(cfg, "Lion", ...).
+    # Lion's decay is 10x AdamW's (its lr is about 10x smaller: the same lr * decay); Muon shares
+    # AdamW's lr and decay through adjust_lr_fn="match_rms_adamw" (MuonWithAdamW's default)
+    "Lion": ("Lion", {"weight_decay": 0.5}),
+    "Adafactor": ("Adafactor", {}),
+    "Muon": ("MuonWithAdamW", {"weight_decay": 0.05}),
+    "NAdam": ("NAdam", {}),
+    "RAdam": ("RAdam", {}),
+    "ScheduleFreeAdamW": ("ScheduleFreeAdamW", {"weight_decay": 0.05}),
+    "ScheduleFreeSGD": ("ScheduleFreeSGD", {}),
 }
+
+# the capstone's seven: the default list of every configuration (the modern ones are opt-in)
+CLASSIC_OPTIMIZERS: tuple[str, ...] = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW")
 
 # log grids, a factor of about 3 apart, centred on each method's usual range
 LR_GRIDS: dict[str, tuple[float, ...]] = {
@@ -65,6 +83,15 @@ LR_GRIDS: dict[str, tuple[float, ...]] = {
     "RMSProp": (0.0003, 0.001, 0.003, 0.01),
     "Adam": (0.0003, 0.001, 0.003, 0.01),
     "AdamW": (0.0003, 0.001, 0.003, 0.01),
+    # modern: placed by analogy with the methods above (Lion about 10x below AdamW; Adafactor's lr is
+    # its largest relative step; schedule-free at and above its base method), not yet swept
+    "Lion": (0.00003, 0.0001, 0.0003, 0.001),
+    "Adafactor": (0.003, 0.01, 0.03, 0.1),
+    "Muon": (0.0003, 0.001, 0.003, 0.01),
+    "NAdam": (0.0003, 0.001, 0.003, 0.01),
+    "RAdam": (0.0003, 0.001, 0.003, 0.01),
+    "ScheduleFreeAdamW": (0.001, 0.003, 0.01, 0.03),
+    "ScheduleFreeSGD": (0.1, 0.3, 1.0, 3.0),
 }
 
 # the transformer on text: log grids a factor of about 3 apart around each method's best rate in a
@@ -77,6 +104,14 @@ TEXT_LR_GRIDS: dict[str, tuple[float, ...]] = {
     "RMSProp": (0.001, 0.003, 0.01),
     "Adam": (0.001, 0.003, 0.01),
     "AdamW": (0.001, 0.003, 0.01),
+    # modern: by analogy with Adam's grid, as for LR_GRIDS (not yet swept)
+    "Lion": (0.0003, 0.001, 0.003),
+    "Adafactor": (0.01, 0.03, 0.1),
+    "Muon": (0.003, 0.01, 0.03),
+    "NAdam": (0.003, 0.01, 0.03),
+    "RAdam": (0.003, 0.01, 0.03),
+    "ScheduleFreeAdamW": (0.003, 0.01, 0.03),
+    "ScheduleFreeSGD": (0.3, 1.0, 3.0),
 }
 
 
@@ -104,10 +139,10 @@ class StudyConfig:
     whiten: bool = False  # airbench stem initialised as a frozen patch-whitening layer
     label_smoothing: float = 0.0  # of the training loss (the reported losses are plain cross-entropy)
     tta: int = 0  # test-time augmentation level of the reported test accuracy (engine.loop.tta_logits)
-    lr_grids: dict = field(default_factory=lambda: dict(LR_GRIDS))
-    optimizers: tuple = tuple(OPTIMIZER_SETTINGS)
+    lr_grids: dict = field(default_factory=lambda: _classic(LR_GRIDS))
+    optimizers: tuple = CLASSIC_OPTIMIZERS
     # name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments); the lr is searched
-    optimizer_settings: dict = field(default_factory=lambda: copy.deepcopy(OPTIMIZER_SETTINGS))
+    optimizer_settings: dict = field(default_factory=lambda: copy.deepcopy(_classic(OPTIMIZER_SETTINGS)))
 
     def __post_init__(self):
         unknown = set(self.optimizers) - set(self.optimizer_settings)
@@ -224,6 +259,37 @@ class StudyConfig:
         return np.array(sorted(set(range(self.eval_every, self.steps + 1, self.eval_every)) | {self.steps})), "step"
 
 
+def _classic(registry: dict) -> dict:
+    """The entries of the seven classic optimizers: what the configurations hold by default (so
+    that adding a modern method to the registries changes no stored study's fingerprint)."""
+    return {name: registry[name] for name in CLASSIC_OPTIMIZERS}
+
+
+def with_optimizers(cfg: StudyConfig, *names: str) -> StudyConfig:
+    """``cfg`` with the study's optimizers ``names`` added (e.g. ``"Lion"``, ``"Muon"``, ``"Adafactor"``,
+    ``"ScheduleFreeAdamW"``): their fixed settings from :data:`OPTIMIZER_SETTINGS` and their
+    learning-rate grids from the task's registry (:data:`LR_GRIDS` or :data:`TEXT_LR_GRIDS`, as
+    given there: the fast and full configurations' shifts of the classic grids are not applied).
+    A name the configuration already has keeps its settings and grid. The result is another
+    study, with its own fingerprint.
+
+    Two things to know for a fair reading: every optimizer runs under the study's warm-up and
+    linear decay, schedule-free ones too (they are meant to run without a decay), and the
+    validation and test points are the training iterates: a schedule-free optimizer's average
+    (``optimizer.eval()``) is not what is evaluated.
+    """
+    unknown = [name for name in names if name not in cfg.optimizer_settings and name not in OPTIMIZER_SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown optimizers {unknown}; choose from {list(OPTIMIZER_SETTINGS)}")
+    grids = TEXT_LR_GRIDS if cfg.task == "shakespeare" else LR_GRIDS
+    settings, lr_grids = dict(cfg.optimizer_settings), dict(cfg.lr_grids)
+    for name in names:
+        settings.setdefault(name, copy.deepcopy(OPTIMIZER_SETTINGS[name]))
+        lr_grids.setdefault(name, grids[name])
+    optimizers = tuple(cfg.optimizers) + tuple(n for n in dict.fromkeys(names) if n not in cfg.optimizers)
+    return dataclasses.replace(cfg, optimizers=optimizers, optimizer_settings=settings, lr_grids=lr_grids)
+
+
 def optimizer_for(cfg: StudyConfig, name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
     """The optimizer class and fixed keyword arguments of the study's optimizer ``name``."""
     class_name, fixed = cfg.optimizer_settings[name]
@@ -241,7 +307,7 @@ def fast_config() -> StudyConfig:
     200 test images per class: the standard error of an accuracy near 0.35 is about 0.024 on the
     validation split and 0.011 on the test set. About 1.5 minutes on two CPU cores.
     """
-    grids = {name: grid[1:] + (float(f"{grid[-1] * 3:.1g}"),) for name, grid in LR_GRIDS.items()}
+    grids = {name: grid[1:] + (float(f"{grid[-1] * 3:.1g}"),) for name, grid in _classic(LR_GRIDS).items()}
     return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=4,
                        batch_size=64, train_per_class=200, val_fraction=0.2, test_per_class=200,
                        final_seeds=3, target_accuracy=0.3, lr_grids=grids)  # fmt: skip
@@ -267,7 +333,7 @@ def text_fast_config() -> StudyConfig:
     """
     return StudyConfig(mode="fast", task="shakespeare", model="transformer", model_kwargs={"size": "fast"},
                        epochs=None, steps=150, eval_every=50, batch_size=32, context=32, eval_windows=256,
-                       augment=False, final_seeds=3, target_accuracy=0.3, lr_grids=dict(TEXT_LR_GRIDS))  # fmt: skip
+                       augment=False, final_seeds=3, target_accuracy=0.3, lr_grids=_classic(TEXT_LR_GRIDS))  # fmt: skip
 
 
 def text_full_config() -> StudyConfig:
@@ -277,7 +343,7 @@ def text_full_config() -> StudyConfig:
     return StudyConfig(mode="full", task="shakespeare", model="transformer",
                        model_kwargs={"size": "full", "dropout": 0.2}, epochs=None, steps=5000, eval_every=250,
                        batch_size=64, context=256, augment=False, final_seeds=3, target_accuracy=0.5,
-                       lr_grids={name: tuple(lr / 3 for lr in grid) for name, grid in TEXT_LR_GRIDS.items()})  # fmt: skip
+                       lr_grids={name: tuple(lr / 3 for lr in grid) for name, grid in _classic(TEXT_LR_GRIDS).items()})  # fmt: skip
 
 
 def config_for(mode: str, task: str = "cifar10") -> StudyConfig:

@@ -1,0 +1,76 @@
+"""The study with chapter 12's optimizers: opt-in names, their settings and grids, the default
+lists and fingerprints unchanged, and a Muon run that splits the model (tiny synthetic data, CPU)."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from course_lib import optim, study
+from course_lib.engine import DeviceData
+
+MODERN = ("Lion", "Adafactor", "Muon", "NAdam", "RAdam", "ScheduleFreeAdamW", "ScheduleFreeSGD")
+
+
+def test_the_registries_know_the_modern_names_but_the_defaults_stay_the_classic_seven():
+    for name in MODERN:
+        class_name, _ = study.OPTIMIZER_SETTINGS[name]
+        assert class_name in study.OPTIMIZER_CLASSES and name in study.LR_GRIDS and name in study.TEXT_LR_GRIDS
+    assert study.CLASSIC_OPTIMIZERS == ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW")
+    for cfg in (study.fast_config(), study.full_config(), study.text_full_config()):
+        assert cfg.optimizers == study.CLASSIC_OPTIMIZERS
+        assert set(cfg.optimizer_settings) == set(cfg.lr_grids) == set(study.CLASSIC_OPTIMIZERS)
+    assert study.OPTIMIZER_CLASSES["Lion"] is optim.Lion and study.OPTIMIZER_CLASSES["MuonWithAdamW"] is optim.MuonWithAdamW
+
+
+def test_fingerprints_of_the_default_and_of_stored_configurations_are_unchanged():
+    assert study.fast_config().fingerprint() == "fcfb5c42de24"
+    assert study.full_config().fingerprint() == "b12ab7077f3d"
+    # a study-config.json written before the modern names existed loads to the same fingerprint
+    for cfg in (study.fast_config(), study.full_config(), study.text_fast_config(), study.text_full_config()):
+        fields = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        fields["optimizers"] = tuple(fields["optimizers"])
+        assert study.StudyConfig(**fields).fingerprint() == cfg.fingerprint()
+
+
+def test_with_optimizers_adds_settings_and_the_task_s_grid():
+    cfg = study.with_optimizers(study.fast_config(), "Lion", "Muon")
+    assert cfg.optimizers == study.CLASSIC_OPTIMIZERS + ("Lion", "Muon")
+    assert cfg.lr_grids["Lion"] == study.LR_GRIDS["Lion"]
+    assert study.optimizer_for(cfg, "Muon") == (optim.MuonWithAdamW, {"weight_decay": 0.05})
+    assert cfg.fingerprint() != study.fast_config().fingerprint()
+    text = study.with_optimizers(study.text_fast_config(), "Adafactor", "Adafactor")
+    assert text.optimizers[-1] == "Adafactor" and text.optimizers.count("Adafactor") == 1
+    assert text.lr_grids["Adafactor"] == study.TEXT_LR_GRIDS["Adafactor"]
+    with pytest.raises(ValueError, match="unknown optimizers"):
+        study.with_optimizers(study.fast_config(), "Shampoo")
+    with pytest.raises(ValueError, match="unknown optimizers"):  # without with_optimizers: not in the settings
+        study.StudyConfig(mode="x", model="small_cnn", optimizers=("Lion",))
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 80, (n, 32, 32, 3)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 3 * c : 3 * c + 3] += 150
+        return images, labels
+
+    train = DeviceData.from_numpy(*split(80), device="cpu")
+    return {"train": train, "val": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats),
+            "test": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODERN)
+def test_every_modern_optimizer_trains_in_the_study(name, tiny_data):
+    base = study.StudyConfig(mode="test", model="small_cnn", model_kwargs={"widths": (4, 4, 4)}, epochs=1,
+                             batch_size=40, final_seeds=1, augment=False, optimizers=("Adam",),
+                             lr_grids={"Adam": (1e-3,)})  # fmt: skip
+    cfg = study.with_optimizers(base, name)
+    lr = cfg.lr_grids[name][1]
+    record = study.train_one(cfg, study.RunSpec("search", name, lr, 0), tiny_data, progress=False)
+    assert not record["history"]["diverged"] and np.isfinite(record["test_loss"])
