@@ -196,3 +196,16 @@ def test_log_axis_is_clipped_to_a_readable_range():
     bottom, top = ax.get_ylim()
     assert bottom > 1e-18 and top >= 1.0
 
+
+def test_plot_ranking_puts_the_best_on_top_with_two_standard_errors():
+    from course_lib import plots
+
+    ax = plots.plot_ranking({"SGD": (0.30, 0.01), "Adam": (0.36, 0.005), "Broken": (float("nan"), 0.0)})
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Broken", "SGD", "Adam"]  # bottom to top
+    bars = [c for c in ax.containers]
+    assert len(bars) == 2 and "2 SE" in ax.get_xlabel()
+    top = bars[1]  # Adam, drawn second (top row)
+    segment = top.lines[2][0].get_segments()[0]
+    assert segment[0][0] == pytest.approx(0.36 - 0.01) and segment[1][0] == pytest.approx(0.36 + 0.01)
+    low = plots.plot_ranking({"a": (2.0, 0.1), "b": (1.5, 0.1)}, lower_is_better=True)
+    assert [t.get_text() for t in low.get_yticklabels()] == ["a", "b"] and "lower is better" in low.get_xlabel()

@@ -256,3 +256,54 @@ def test_all_lists_every_name_notebook_11_and_the_benchmarks_use():
     assert {"load_data", "data_variant", "summary_markdown", "run_study", "optimizer_for"} <= used
     assert used <= set(study.__all__), used - set(study.__all__)
     assert all(hasattr(study, name) for name in study.__all__)
+
+
+def _text_cfg(**changes):
+    settings = dict(mode="test", task="shakespeare", model="transformer",
+                    model_kwargs={"size": None, "layers": 1, "width": 16, "heads": 2}, epochs=None, steps=6,
+                    eval_every=3, batch_size=4, context=16, eval_windows=8, augment=False, final_seeds=2,
+                    target_accuracy=0.1, optimizers=("Momentum", "Adam"),
+                    lr_grids={"Momentum": (0.01, 0.1), "Adam": (1e-3, 1e-2)})  # fmt: skip
+    return study.StudyConfig(**{**settings, **changes})
+
+
+def test_the_text_task_is_checked_and_keyed_by_its_fingerprint():
+    cfg = _text_cfg()
+    assert cfg.fingerprint() != study.fast_config().fingerprint()
+    assert cfg.history_axis()[1] == "step" and list(cfg.history_axis()[0]) == [3, 6]
+    assert study.config_for("fast", "shakespeare").task == "shakespeare"
+    assert study.text_fast_config().optimizers == ("SGD", "Momentum", "RMSProp", "Adam")
+    with pytest.raises(ValueError, match="the shakespeare task trains 'transformer', got model 'small_cnn'"):
+        _text_cfg(model="small_cnn")
+    with pytest.raises(ValueError, match="task must be one of"):
+        _text_cfg(task="imagenet")
+    with pytest.raises(ValueError, match="epochs or as steps, not both"):
+        _text_cfg(epochs=2)
+    with pytest.raises(ValueError, match="needs eval_every between 1 and steps"):
+        _text_cfg(eval_every=None)
+    with pytest.raises(ValueError, match="no augmentation"):
+        _text_cfg(augment=True)
+    with pytest.raises(ValueError, match="mode must be 'fast' or 'full' and task one of"):
+        study.config_for("fast", "mnist")
+
+
+def test_the_text_study_runs_through_the_command_line(tmp_path, monkeypatch, capsys):
+    from course_lib.engine import text
+
+    if text.locate_shakespeare() is None:
+        pytest.skip("tiny Shakespeare is not in the data directory (COURSE_DATA_DIR)")
+    cfg = _text_cfg()
+    monkeypatch.setattr(study.cli, "config_for", lambda mode, task="cifar10": cfg if task == "shakespeare" else None)
+    out = tmp_path / "text-study"
+    assert study.main(["run", "--task", "shakespeare", "--mode", "fast", "--out", str(out), "--no-progress"]) == 0
+    records = study.ResultStore(out / "results.jsonl").load()
+    assert len(records) == 4 + 2  # the grid, then one more seed of each chosen rate
+    assert all(r["fingerprint"] == cfg.fingerprint() for r in records)
+    assert all([e["step"] for e in r["history"]["epochs"]] == [3, 6] for r in records if not r["history"]["diverged"])
+    assert study.load_config(out) == cfg
+    assert "tiny Shakespeare" in json.loads((out / "provenance.json").read_text())[0]["data"]
+    assert study.main(["summary", "--out", str(out)]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "steps to 10% val acc" in summary and "Momentum" in summary
+    difference = study.paired(cfg, records, "Momentum", "Adam", "test_loss")
+    assert difference.n_seeds == 2 and np.isfinite(difference.se)

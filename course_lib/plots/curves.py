@@ -146,3 +146,32 @@ def plot_lr_sensitivity(
     _legend(ax)
     return ax
 
+
+@_styled
+def plot_ranking(
+    values: Mapping[str, tuple[float, float]],
+    ax: Axes | None = None,
+    xlabel: str = "test accuracy",
+    lower_is_better: bool = False,
+    title: str | None = None,
+) -> Axes:
+    """Methods ranked by a score, best at the top, each with an error bar of two standard errors.
+
+    ``values``: label -> (mean, standard error). Bars that overlap a lot are differences the
+    measurement cannot resolve. A NaN mean (every run diverged) is listed at the bottom, marked.
+    """
+    ax = _axes(ax)
+    labels = list(values)
+    order = sorted(labels, key=lambda k: (np.isnan(values[k][0]), values[k][0] if lower_is_better else -values[k][0]))
+    for row, label in enumerate(reversed(order)):
+        mean, se = values[label]
+        color = _color(labels.index(label))
+        if np.isnan(mean):
+            ax.annotate("diverged", (0.02, row), xycoords=("axes fraction", "data"), va="center", color=color)
+            continue
+        ax.errorbar(mean, row, xerr=2 * se, fmt="o", color=color, capsize=4, markersize=7)
+    ax.set_yticks(range(len(order)), list(reversed(order)))
+    ax.set_xlabel(xlabel + (" (lower is better)" if lower_is_better else "") + ", mean ± 2 SE")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -31,8 +31,8 @@ from .design import (CLASSIC_OPTIMIZERS, LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_
                      StudyConfig, config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
                      text_fast_config, text_full_config, with_optimizers)
 from .protocol import chosen_learning_rates, load_data, run_extra, run_study, train_one
-from .report import (check_complete, curves, final_records, lr_sensitivity, save_figures, summarize, summary_csv,
-                     summary_markdown)
+from .report import (check_complete, curves, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
+                     summary_csv, summary_markdown)
 from .store import (ConfigMismatch, IncompleteStudy, LockHeld, ResultStore, StudyError, check_config, data_variant,
                     dedupe, load_config, merge, move_aside, provenance, record_provenance, write_config)
 
@@ -46,6 +46,6 @@ __all__ = [
     "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",
     "check_complete",
     "train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra",
-    "final_records", "summarize", "curves", "lr_sensitivity", "save_figures", "summary_markdown", "summary_csv",
+    "final_records", "summarize", "per_seed", "paired", "curves", "lr_sensitivity", "save_figures", "summary_markdown", "summary_csv",
     "main",
 ]  # fmt: skip

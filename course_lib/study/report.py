@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import plots
+from ..engine.paired import PairedDifference, paired_difference
 from .design import StudyConfig
 from .protocol import chosen_learning_rates
 from .store import IncompleteStudy, dedupe
 
-__all__ = ["final_records", "summarize", "curves", "lr_sensitivity", "save_figures", "summary_markdown",
-           "summary_csv", "check_complete"]  # fmt: skip
+__all__ = ["final_records", "summarize", "per_seed", "paired", "curves", "lr_sensitivity", "save_figures",
+           "summary_markdown", "summary_csv", "check_complete"]  # fmt: skip
 
 
 def final_records(cfg: StudyConfig, records: list[dict]) -> dict[str, list[dict]]:
@@ -66,6 +67,24 @@ def summarize(cfg: StudyConfig, records: list[dict]) -> list[dict]:
             "steps_to_target": float(np.mean(steps)) if steps else float("nan"),
         })  # fmt: skip
     return rows
+
+
+def per_seed(cfg: StudyConfig, records: list[dict], key: str = "test_acc") -> dict[str, dict[int, float]]:
+    """Per optimizer, seed -> the value of ``key`` (``"test_acc"``, ``"test_loss"``,
+    ``"final_val_acc"``, ...) in the run of its chosen setting with that seed (NaN if it diverged)."""
+    return {name: {r["seed"]: float("nan") if r[key] is None else float(r[key]) for r in runs}
+            for name, runs in final_records(cfg, records).items()}  # fmt: skip
+
+
+def paired(cfg: StudyConfig, records: list[dict], a: str, b: str, key: str = "test_acc",
+           scale: float = 1.0) -> PairedDifference:  # fmt: skip
+    """``a`` - ``b`` in ``key`` (times ``scale``, e.g. ``1 / ln 2`` for a loss in bits), paired by
+    seed (within a seed both started from the same weights and saw the same batches), over the
+    seeds both have: mean, per-seed values and standard error
+    (:func:`course_lib.engine.paired.paired_difference`)."""
+    values = per_seed(cfg, records, key)
+    seeds = sorted(set(values[a]) & set(values[b]))
+    return paired_difference([scale * values[a][s] for s in seeds], [scale * values[b][s] for s in seeds])
 
 
 def curves(cfg: StudyConfig, records: list[dict], metric: str = "val_acc") -> dict[str, np.ndarray]:
@@ -139,6 +158,7 @@ def summary_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
 
 def check_complete(cfg: StudyConfig, records: list[dict]) -> None:
     """Raise :class:`~course_lib.study.store.IncompleteStudy` (one line: what is missing and
