@@ -643,3 +643,32 @@ def test_modern_parity_table():
     # a schedule-free run is compared at x as well as y: a wrong eval() would show
     off = co.max_difference(co.ScheduleFreeSGD, schedulefree.SGDScheduleFree, steps=10, lr=0.1, momentum=0.9)
     assert off == 0.0
+
+
+def test_train_variant_hands_muon_with_adamw_the_model_s_split():
+    from course_lib.engine import DeviceData
+    from course_lib.engine.compare import Variant, train_variant
+    from course_lib.problems import brightest_channel_images
+
+    data = DeviceData.from_numpy(*brightest_channel_images(32, seed=0), device="cpu")
+    model = models.small_cnn(widths=(4, 4, 4))
+    run = train_variant(model, Variant(co.MuonWithAdamW, {"lr": 1e-3}), data, epochs=1, batch_size=16, progress=False)
+    assert [(g["use_muon"], len(g["params"])) for g in run.optimizer.param_groups] == [(True, 3), (False, 8)]
+    assert run.optimizer.state[model[0].weight]["momentum_buffer"].shape == (4, 27)  # the filter as a matrix
+
+
+def test_the_modern_step_benchmark_runs(capsys):
+    import importlib.util
+
+    from course_lib import config
+
+    spec = importlib.util.spec_from_file_location("modern_optimizer_step",
+                                                  config.repo_root() / "benchmarks" / "modern_optimizer_step.py")  # fmt: skip
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--repeats", "2", "--only", "Lion", "Muon (transformer", "ScheduleFreeSGD", "--flush-denormal"])
+    assert [r["optimizer"] for r in rows] == ["Muon (transformer matrices)", "Lion", "ScheduleFreeSGD"]
+    assert rows[0]["tensors"] == 8 and all(r["ratio"] > 0 for r in rows)
+    assert "worst ratio" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "Shampoo"])

@@ -316,7 +316,7 @@ def schedule_free_adamw_rule(param: Tensor, grad: Tensor, state: State, *, lr: f
     # [second moment] RMSProp's normalisation, bias-corrected
     v = ewma_square_step_(state["exp_avg_sq"], grad, beta2)
     denom = v.div(bias_correction_factor(beta2, k + 1)).sqrt_().add_(eps)
-    g_hat = grad.div(denom)
+    g_hat = torch.div(grad, denom, out=denom)  # g / denom, written over denom (one tensor fewer)
     # [weight decay] decoupled from v, taken at y
     if weight_decay != 0:
         g_hat.add_(y, alpha=weight_decay)
