@@ -11,10 +11,20 @@ the smallest value the loss can take: 0 for a cross-entropy or a squared error):
 
 Waiting for ``inf`` or ``nan`` is not enough: gradient descent with a step a little above
 :math:`2/\lambda_{\max}` grows the loss geometrically but stays finite for hundreds of steps
-(chapter 03's momentum run at lr = 0.05 reaches 2.9e4 and is still "finite"). A loss ten times
-its start is never the transient overshoot of a run that converges on these problems (a
-momentum run's loss can rise above its start for a few steps, by far less than that), so the
-rule flags divergence early without flagging a run that recovers.
+(chapter 03's momentum run at lr = 0.05 reaches 2.9e4 and is still "finite").
+
+The factor is not a proof that a run will not recover. A run with heavy momentum can overshoot
+far and still converge: Polyak's tuned heavy ball on the ravine climbs to 5x its initial loss at
+:math:`\kappa = 100` and 18x at :math:`\kappa = 1000` before it settles. So the two users apply the
+rule differently:
+
+- the **landscape runner** (:mod:`course_lib.problems.runs`), whose runs are cheap and whose
+  whole path is drawn, judges a finished run by its *last* loss (diverged if that is not finite
+  or above the limit);
+- the **training loop** (:func:`course_lib.engine.loop.train`) stops at the *first* loss above
+  the limit, to save the rest of a run that is most likely lost. For a cross-entropy that starts
+  at :math:`\ln 10 = 2.3` the limit is 23 nats per example, a confidently wrong network; a
+  transient that high has not been seen in the course's runs, but the rule would end such a run.
 """
 
 from __future__ import annotations
