@@ -304,7 +304,8 @@ def test_deepcopy_and_closure(name):
 @pytest.mark.parametrize("name", ["Muon", "Adafactor", "NAdam", "RAdam"])
 def test_same_signature_as_torch(name):
     ours, theirs = (inspect.signature(c.__init__).parameters for c in REFERENCES[name])
-    assert list(ours) == list(theirs)
+    extra = {"ns_dtype"} if name == "Muon" else set()
+    assert [k for k in ours if k not in extra] == list(theirs)
     for key, param in theirs.items():
         assert ours[key].default == param.default, key
         assert ours[key].kind == param.kind, key
@@ -447,6 +448,22 @@ def test_newton_schulz_maps_each_singular_value_by_the_polynomial():
     # rounding and comes out anywhere in (0, 1.2)
     bf16 = torch.linalg.svdvals(co.newton_schulz(G, 5).double())
     assert (bf16[:3] - five[:3]).abs().max() < 0.05 and 0 < bf16[3] < 1.3
+
+
+def test_muon_s_newton_schulz_dtype_is_torch_s_bfloat16_unless_asked_otherwise():
+    shapes = MATRICES
+    bf16, _ = _run(co.Muon, dict(lr=0.02), torch.float32, shapes, steps=20)
+    f32, opt = _run(co.Muon, dict(lr=0.02, ns_dtype=torch.float32), torch.float32, shapes, steps=20)
+    ref, _ = _run(torch.optim.Muon, dict(lr=0.02), torch.float32, shapes, steps=20)
+    assert all(torch.equal(a, b) for a, b in zip(bf16, ref))
+    assert not torch.equal(f32[0], ref[0]) and max((a - b).abs().max().item() for a, b in zip(f32, ref)) < 0.05
+    assert opt.param_groups[0]["ns_dtype"] is torch.float32
+    loaded = co.Muon([nn.Parameter(torch.zeros(7, 5)), nn.Parameter(torch.zeros(4, 9))], lr=0.02)
+    torch_state = torch.optim.Muon([nn.Parameter(torch.zeros(7, 5)), nn.Parameter(torch.zeros(4, 9))]).state_dict()
+    loaded.load_state_dict(torch_state)  # a state dict without ns_dtype gets torch's bfloat16
+    assert loaded.param_groups[0]["ns_dtype"] is torch.bfloat16
+    with pytest.raises(ValueError, match="ns_dtype must be a floating-point"):
+        co.Muon([nn.Parameter(torch.zeros(2, 2))], ns_dtype=torch.int32)
 
 
 def test_muon_s_momentum_buffer_is_an_ema_not_a_sum():

@@ -209,7 +209,7 @@ def muon_lr(lr: float, adjust_lr_fn: str | None, shape: tuple[int, ...]) -> floa
 
 def muon_rule(param: Tensor, grad: Tensor, state: State, *, lr: float, weight_decay: float, momentum: float,
               nesterov: bool, ns_coefficients: tuple[float, float, float], ns_steps: int, eps: float,
-              adjust_lr_fn: str | None) -> None:  # fmt: skip
+              adjust_lr_fn: str | None, ns_dtype: torch.dtype = torch.bfloat16) -> None:  # fmt: skip
     r"""Muon (Jordan et al. 2024) as ``torch.optim.Muon`` computes it: an orthogonalised EWMA.
 
     .. math::
@@ -223,7 +223,9 @@ def muon_rule(param: Tensor, grad: Tensor, state: State, *, lr: float, weight_de
     but its code is ``buf.lerp_(grad, 1 - momentum)``: an EWMA. The two differ by the factor
     :math:`1-\mu`, which the orthogonalisation removes anyway (it ignores the scale). The
     parameter must be a matrix (:class:`~course_lib.optim.modern.MuonWithAdamW` flattens conv
-    filters to matrices first).
+    filters to matrices first). ``ns_dtype`` is the dtype of the Newton–Schulz iteration: torch's
+    bfloat16 by default (``torch.float32`` is several times faster on a CPU without bfloat16
+    arithmetic, and no longer torch's bits).
     """
     if grad.ndim != 2:
         raise ValueError("Param gradient must be a 2D matrix")
@@ -233,7 +235,7 @@ def muon_rule(param: Tensor, grad: Tensor, state: State, *, lr: float, weight_de
     B = ewma_step_(state["momentum_buffer"], grad, momentum)
     update = grad.lerp(B, momentum) if nesterov else B
     # [orthogonalise]
-    O = newton_schulz(update, ns_steps, ns_coefficients, eps)
+    O = newton_schulz(update, ns_steps, ns_coefficients, eps, dtype=ns_dtype)
     # [step] decoupled weight decay with the plain lr, the update with the shape-adjusted one
     param.mul_(1 - lr * weight_decay)
     param.add_(O, alpha=-muon_lr(lr, adjust_lr_fn, param.shape))
