@@ -216,3 +216,21 @@ def test_augmentation_draws_from_its_own_generator():
                      augment=aug, progress=False)  # fmt: skip
     assert len(orders) == 16
     assert all(torch.equal(a, b) for a, b in zip(orders[:8], orders[8:]))
+
+
+def test_an_optimizer_with_eval_and_train_is_evaluated_at_its_reported_point():
+    images, labels = toy_data(64)
+    data = engine.DeviceData.from_numpy(images, labels, device="cpu")
+    calls = []
+
+    class Switching(optim.SGD):
+        def eval(self):
+            calls.append("eval")
+
+        def train(self):
+            calls.append("train")
+
+    model = models.mlp(hidden=8, classes=3)
+    engine.train(model, Switching(model.parameters(), lr=0.1), data, epochs=2, batch_size=32, val_data=data,
+                 progress=False)  # fmt: skip
+    assert calls == ["eval", "train"] * 2

@@ -213,6 +213,9 @@ def train(
     **Schedule.** ``scheduler.step()`` is called after every optimizer step
     (``scheduler_interval="step"``) or at the end of every epoch (``"epoch"``).
 
+    **Evaluation point.** An optimizer with ``eval()``/``train()`` (the schedule-free methods) is
+    evaluated at the point it reports, between ``optimizer.eval()`` and ``optimizer.train()``.
+
     **Divergence.** When a row is recorded, the losses since the previous row are checked with
     :func:`course_lib.optim.divergence.first_divergent_step` against the first step's loss (a
     loss that is not finite, or more than ten times the initial loss); a diverged run stops
@@ -285,7 +288,7 @@ def train(
         history.step_loss.extend(losses.tolist())
         if scheduler is not None and scheduler_interval == "epoch" and done % per_epoch == 0:
             scheduler.step()
-        val_loss, val_acc = evaluate(model, val_data) if val_data is not None else (None, None)
+        val_loss, val_acc = _evaluate_at_reported_point(model, optimizer, val_data)
         history.epochs.append(EpochRecord(
             epoch=done // per_epoch if done % per_epoch == 0 else done / per_epoch,
             train_loss=losses.mean().item(), train_acc=correct.item() / count,
@@ -298,6 +301,22 @@ def train(
     bar.close()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _evaluate_at_reported_point(model: nn.Module, optimizer, val_data) -> tuple[float | None, float | None]:
+    """Validation loss and accuracy at the point the optimizer reports: an optimizer with
+    ``eval()``/``train()`` switches (schedule-free methods, whose training point differs from the
+    averaged point they return) is evaluated between ``optimizer.eval()`` and ``optimizer.train()``."""
+    if val_data is None:
+        return None, None
+    switch = callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+    if switch:
+        optimizer.eval()
+    try:
+        return evaluate(model, val_data)
+    finally:
+        if switch:
+            optimizer.train()
 
 
 def _augmentation_seed(seed: int) -> int:
