@@ -162,10 +162,11 @@ def plot_ranking(
     """
     ax = _axes(ax)
     labels = list(values)
+    colors = dict(zip(labels, _colors(labels)))  # each method in its course-wide colour
     order = sorted(labels, key=lambda k: (np.isnan(values[k][0]), values[k][0] if lower_is_better else -values[k][0]))
     for row, label in enumerate(reversed(order)):
         mean, se = values[label]
-        color = _color(labels.index(label))
+        color = colors[label]
         if np.isnan(mean):
             ax.annotate("diverged", (0.02, row), xycoords=("axes fraction", "data"), va="center", color=color)
             continue

@@ -337,7 +337,7 @@ def text_fast_config() -> StudyConfig:
     of the corpus (test) and the 10% before it (validation).
     """
     return StudyConfig(mode="fast", task="shakespeare", model="transformer", model_kwargs={"size": "fast"},
-                       epochs=None, steps=150, eval_every=50, batch_size=32, context=32, eval_windows=256,
+                       epochs=None, steps=150, eval_every=25, batch_size=32, context=32, eval_windows=256,
                        augment=False, final_seeds=3, target_accuracy=0.27, lr_grids=_classic(TEXT_LR_GRIDS),
                        optimizers=("SGD", "Momentum", "RMSProp", "Adam"))  # fmt: skip
 
