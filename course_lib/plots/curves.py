@@ -35,6 +35,7 @@ def plot_curves_with_band(
     if band not in {"minmax", "std"}:
         raise ValueError(f"band must be 'minmax' or 'std', got {band!r}")
     ax = _axes(ax)
+    colors = _colors(list(runs))  # each method in its course-wide colour
     for i, (label, values) in enumerate(runs.items()):
         values = np.atleast_2d(np.asarray(values, dtype=np.float64))
         xs = np.arange(values.shape[1]) if x is None else np.asarray(x)
@@ -46,8 +47,8 @@ def plot_curves_with_band(
             low, high = mean - std, mean + std
         if log:  # a band reaching zero or below would fill the log axis down to its bottom
             low = np.maximum(low, values[values > 0].min(initial=np.inf))
-        ax.plot(xs, mean, color=_color(i), label=f"{label} (mean of {len(values)})")
-        ax.fill_between(xs, low, high, color=_color(i), alpha=0.2, linewidth=0)
+        ax.plot(xs, mean, color=colors[i], label=f"{label} (mean of {len(values)})")
+        ax.fill_between(xs, low, high, color=colors[i], alpha=0.2, linewidth=0)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -134,12 +135,13 @@ def plot_lr_sensitivity(
     selected learning rate of each optimizer.
     """
     ax = _axes(ax)
+    colors = _colors(list(results))  # each method in its course-wide colour
     for i, (label, (lrs, scores)) in enumerate(results.items()):
         lrs, scores = np.asarray(lrs, dtype=float), np.asarray(scores, dtype=float)
-        ax.plot(lrs, scores, marker="o", color=_color(i), label=label)
+        ax.plot(lrs, scores, marker="o", color=colors[i], label=label)
         if chosen and label in chosen:
             best = np.flatnonzero(lrs == chosen[label])
-            ax.scatter(lrs[best], scores[best], s=160, facecolors="none", edgecolors=_color(i), linewidths=2)
+            ax.scatter(lrs[best], scores[best], s=160, facecolors="none", edgecolors=colors[i], linewidths=2)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(ylabel)
