@@ -288,69 +288,19 @@ def _tilted_double_wells(x, y):
     return (x**2 - 1.0) ** 2 + (y**2 - 1.0) ** 2 + _WELL_TILT[0] * x + _WELL_TILT[1] * y
 
 
-def local_minima() -> Landscape:
-    """Two tilted double wells, ``(x² − 1)² + (y² − 1)² + 0.4·x + 0.2·y − c``.
+def _double_wells_landscape(raw_fn: Callable, name: str, description: str) -> Landscape:
+    """A landscape of four wells near ``(±1, ±1)``: ``raw_fn`` shifted so the global minimum is 0.
 
-    Each coordinate has a deep well near −1 and a shallow one near +1, giving four minima near
-    ``(±1, ±1)`` and four saddles between neighbouring wells. Their exact positions are found by
-    Newton's method (gradient below 1e-13); ``c`` makes the global minimum, near ``(−1, −1)``,
-    have value 0. ``minima`` is sorted by value; the values are about 0, 0.40, 0.80 and 1.20.
+    The starting guesses are the wells and humps of each coordinate's tilted double well
+    (roots of :math:`4u^3 - 4u + \text{tilt}`); Newton's method refines them. A refined guess
+    between wells counts as a saddle only if its Hessian has one negative and one positive
+    eigenvalue, and once. ``minima`` is sorted by value.
     """
 
     def coordinate_guesses(tilt):
         # stationary points of (u² − 1)² + tilt·u: roots of 4u³ − 4u + tilt
         roots = np.sort(np.roots([4.0, 0.0, -4.0, tilt]).real)
         return (roots[0], roots[2]), roots[1]  # (the two wells), the hump between them
-
-    (x_wells, x_hump), (y_wells, y_hump) = (coordinate_guesses(t) for t in _WELL_TILT)
-    minima = [_stationary_point(_tilted_double_wells, (a, b)) for a in x_wells for b in y_wells]
-    saddles = [_stationary_point(_tilted_double_wells, (a, y_hump)) for a in x_wells]
-    saddles += [_stationary_point(_tilted_double_wells, (x_hump, b)) for b in y_wells]
-
-    raw = _accepts_numbers(_tilted_double_wells)
-    minima.sort(key=lambda m: float(raw(*m)))
-    offset = float(raw(*minima[0]))
-
-    @_accepts_numbers
-    def fn(x, y):
-        return _tilted_double_wells(x, y) - offset
-
-    values = ", ".join(f"({m[0]:.3f}, {m[1]:.3f}) f={float(fn(*m)):.3f}" for m in minima)
-    return Landscape(
-        name="local_minima",
-        fn=fn,
-        x_range=(-2.0, 2.0),
-        y_range=(-2.0, 2.0),
-        minima=tuple(minima),
-        saddles=tuple(sorted(saddles)),
-        start=(1.9, 1.8),
-        levels="linear",
-        description=f"Tilted double wells with four minima: {values}.",
-    )
-
-
-def _coupled_wells(coupling):
-    def raw(x, y):
-        return _tilted_double_wells(x, y) + coupling * x * y
-
-    return raw
-
-
-def coupled_wells(coupling: float = 0.5) -> Landscape:
-    """:func:`local_minima` plus a coupling term ``coupling·x·y``: four minima, not separable.
-
-    ``local_minima`` is a sum of a function of ``x`` and a function of ``y``, so gradient descent
-    moves ``x`` and ``y`` independently and every basin of attraction is a rectangle. The
-    ``x·y`` term ties the coordinates together: the basins get curved borders, and the order of
-    the minima changes (with the default coupling the deepest one is near ``(−1, +1)``). Minima
-    and saddles are found by Newton's method; ``minima`` is sorted by value, the global one at 0.
-    """
-
-    raw_fn = _coupled_wells(coupling)
-
-    def coordinate_guesses(tilt):
-        roots = np.sort(np.roots([4.0, 0.0, -4.0, tilt]).real)
-        return (roots[0], roots[2]), roots[1]
 
     (x_wells, x_hump), (y_wells, y_hump) = (coordinate_guesses(t) for t in _WELL_TILT)
     minima = [_stationary_point(raw_fn, (a, b)) for a in x_wells for b in y_wells]
@@ -371,7 +321,7 @@ def coupled_wells(coupling: float = 0.5) -> Landscape:
 
     values = ", ".join(f"({m[0]:.3f}, {m[1]:.3f}) f={float(fn(*m)):.3f}" for m in minima)
     return Landscape(
-        name="coupled_wells",
+        name=name,
         fn=fn,
         x_range=(-2.0, 2.0),
         y_range=(-2.0, 2.0),
@@ -379,8 +329,39 @@ def coupled_wells(coupling: float = 0.5) -> Landscape:
         saddles=tuple(sorted(saddles)),
         start=(1.9, 1.8),
         levels="linear",
-        description=f"Coupled double wells (+ {coupling:g}·x·y) with four minima: {values}.",
+        description=f"{description} with four minima: {values}.",
     )
+
+
+def local_minima() -> Landscape:
+    """Two tilted double wells, ``(x² − 1)² + (y² − 1)² + 0.4·x + 0.2·y − c``.
+
+    Each coordinate has a deep well near −1 and a shallow one near +1, giving four minima near
+    ``(±1, ±1)`` and four saddles between neighbouring wells. Their exact positions are found by
+    Newton's method (gradient below 1e-13); ``c`` makes the global minimum, near ``(−1, −1)``,
+    have value 0. ``minima`` is sorted by value; the values are about 0, 0.40, 0.80 and 1.20.
+    """
+    return _double_wells_landscape(_tilted_double_wells, "local_minima", "Tilted double wells")
+
+
+def _coupled_wells(coupling):
+    def raw(x, y):
+        return _tilted_double_wells(x, y) + coupling * x * y
+
+    return raw
+
+
+def coupled_wells(coupling: float = 0.5) -> Landscape:
+    """:func:`local_minima` plus a coupling term ``coupling·x·y``: four minima, not separable.
+
+    ``local_minima`` is a sum of a function of ``x`` and a function of ``y``, so gradient descent
+    moves ``x`` and ``y`` independently and every basin of attraction is a rectangle. The
+    ``x·y`` term ties the coordinates together: the basins get curved borders, and the order of
+    the minima changes (with the default coupling the deepest one is near ``(−1, +1)``). Minima
+    and saddles are found by Newton's method; ``minima`` is sorted by value, the global one at 0.
+    """
+    return _double_wells_landscape(_coupled_wells(coupling), "coupled_wells",
+                                   f"Coupled double wells (+ {coupling:g}·x·y)")  # fmt: skip
 
 
 def rosenbrock(a: float = 1.0, b: float = 100.0) -> Landscape:
