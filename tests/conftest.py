@@ -27,3 +27,23 @@ def toy_data():
     """``toy_data(n=96, seed=0, size=32, classes=3)``: the tiny image set whose label is the
     brightest channel (:func:`course_lib.problems.brightest_channel_images`) as CPU DeviceData."""
     return _toy_data
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """A tiny CIFAR-shaped study data set (CPU): ``{"train": 80, "val": 40, "test": 40}`` images of
+    10 classes, the class marking which tenth of the image is bright; the same in every module."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 80, (n, 32, 32, 3)).astype(np.uint8)
+        for i, c in enumerate(labels):  # class = which tenth of the image is bright
+            images[i, 3 * c : 3 * c + 3] += 150
+        return images, labels
+
+    train = DeviceData.from_numpy(*split(80), device="cpu")
+    return {"train": train, "val": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats),
+            "test": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats)}  # fmt: skip

@@ -7,26 +7,6 @@ import numpy as np
 import pytest
 
 from course_lib import study
-from course_lib.engine import DeviceData
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 80, (n, 32, 32, 3)).astype(np.uint8)
-        for i, c in enumerate(labels):  # class = which tenth of the image is bright
-            images[i, 3 * c : 3 * c + 3] += 150
-        return images, labels
-
-    train_data = DeviceData.from_numpy(*split(80), device="cpu")
-    return {
-        "train": train_data,
-        "val": DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
-        "test": DeviceData.from_numpy(*split(40), device="cpu", stats=train_data.stats),
-    }
 
 
 @pytest.fixture

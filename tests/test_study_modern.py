@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from course_lib import optim, study
-from course_lib.engine import DeviceData
 
 MODERN = ("Lion", "Adafactor", "Muon", "NAdam", "RAdam", "ScheduleFreeAdamW", "ScheduleFreeSGD")
 
@@ -47,22 +46,6 @@ def test_with_optimizers_adds_settings_and_the_task_s_grid():
         study.with_optimizers(study.fast_config(), "Shampoo")
     with pytest.raises(ValueError, match="unknown optimizers"):  # without with_optimizers: not in the settings
         study.StudyConfig(mode="x", model="small_cnn", optimizers=("Lion",))
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 80, (n, 32, 32, 3)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 3 * c : 3 * c + 3] += 150
-        return images, labels
-
-    train = DeviceData.from_numpy(*split(80), device="cpu")
-    return {"train": train, "val": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats),
-            "test": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MODERN)
