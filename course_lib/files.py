@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_notebook", "remove_stale_temporaries",
-           "pid_alive", "FileLock", "LockHeld", "source_record", "source_mismatch"]  # fmt: skip
+           "pid_alive", "FileLock", "LockHeld", "source_record", "source_mismatch", "is_writable_dir"]  # fmt: skip
 
 #: temporaries of other hosts (which cannot be asked whether their writer lives), and of older
 #: versions without a pid in their name, are removed once they are this old
@@ -151,6 +151,16 @@ def remove_stale_temporaries(directory: str | os.PathLike, target: str = "*") ->
                 tmp.unlink()
                 removed.append(tmp)
     return removed
+
+
+def is_writable_dir(path: str | os.PathLike) -> bool:
+    """A directory we may write to; one with no write bit at all is read-only even for root
+    (``os.access`` alone says yes to root everywhere)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(path, os.W_OK | os.X_OK)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -308,3 +308,20 @@ def test_a_killed_cache_writer_leaves_nothing_behind_after_the_next_load(corpus_
     assert not list(corpus_file.parent.glob(".sonnet.tokens.npz.*.tmp"))
     assert (corpus_file.parent / "sonnet.tokens.npz").is_file()
     assert os.path.getsize(corpus_file.parent / "sonnet.tokens.npz") > 100
+
+
+def test_a_read_only_corpus_directory_caches_in_the_repository_data(tmp_path, monkeypatch):
+    """A directory with no write bit is read-only even for root: the token cache goes elsewhere."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "sonnet.txt").write_text(VERSE * 5, encoding="utf-8")
+    shared.chmod(0o555)
+    repo = tmp_path / "repo"
+    monkeypatch.setattr(text.config, "repo_root", lambda: repo)
+    try:
+        corpus = load_corpus(shared / "sonnet.txt")
+        assert len(corpus) == len(VERSE) * 5
+        assert (repo / "data" / "sonnet.tokens.npz").is_file()
+        assert not list(shared.glob("*.npz"))
+    finally:
+        shared.chmod(0o755)

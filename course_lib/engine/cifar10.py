@@ -60,8 +60,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import config
-from ..files import remove_stale_temporaries
-from .cifar10_cache import (_cache_path, _is_writable_dir, _load_cache, _resolve_cache_dir, _save_cache,
+from ..files import is_writable_dir, remove_stale_temporaries
+from .cifar10_cache import (_cache_path, _load_cache, _resolve_cache_dir, _save_cache,
                             cache_problem)
 from .cifar10_formats import (_ARCHIVE_SUFFIXES, ARCHIVE_NAME, BATCHES_DIR, CLASSES, MD5, SPLITS, URL, DataError,
                               _check_arrays, _check_split, _is_archive, _looks_official, _read_image_folder,
@@ -219,7 +219,7 @@ def load_cifar10(
                 f"cifar10-* (.tar.gz, .tgz, .tar, .zip or a directory). " + _how_to_get(root)
                 + "".join(f" Not used: {why}." for why in passed_over)
             )
-        target = root if _is_writable_dir(root) else cache
+        target = root if is_writable_dir(root) else cache
         found = Cifar10Source("official", _download(target, md5, show), False)
         verify = False  # pooch has just checked it
     kind, path, _ = found

@@ -34,20 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..files import atomic_write, source_mismatch, source_record
+from ..files import atomic_write, is_writable_dir, source_mismatch, source_record
 from .cifar10_formats import MD5, DataError, _check_arrays
 
 #: image count of each split of the official archive
 OFFICIAL_COUNTS = {"train": 50_000, "test": 10_000}
 _FORMAT = 2  # version of the cache's meta record
-
-def _is_writable_dir(path: Path) -> bool:
-    """A directory we may write to; one with no write bit at all is read-only even for root."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return bool(mode & 0o222) and os.access(path, os.W_OK | os.X_OK)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +47,7 @@ log = logging.getLogger(__name__)
 def _resolve_cache_dir(root: Path, cache_dir: str | os.PathLike | None) -> Path:
     if cache_dir is not None:
         out = Path(cache_dir).expanduser()
-    elif _is_writable_dir(root):
+    elif is_writable_dir(root):
         out = root
     else:
         out = config.repo_root() / "data"

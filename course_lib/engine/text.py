@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .. import config
-from ..files import atomic_write, remove_stale_temporaries
+from ..files import atomic_write, is_writable_dir, remove_stale_temporaries
 from .cifar10_formats import DataError
 
 __all__ = ["URL", "SHA256", "SIZE", "FILE_NAMES", "DataError", "Corpus", "TextData", "load_corpus",
@@ -174,7 +174,7 @@ def load_corpus(path: str | os.PathLike, *, sha256: str | None = None, size: int
         raise DataError(f"{path}: no such file")
     text, digest = _read_text(path, sha256, size)
     cache_root = Path(cache_dir) if cache_dir is not None else (
-        path.parent if os.access(path.parent, os.W_OK) else config.repo_root() / "data")  # fmt: skip
+        path.parent if is_writable_dir(path.parent) else config.repo_root() / "data")  # fmt: skip
     cache = _cache_path(path, cache_root)
     remove_stale_temporaries(cache_root, cache.name)  # what a killed cache writer left
     cached = _load_cache(cache, digest)
