@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test test-full site student-copies clean-venv
+.PHONY: setup lab lab-instructor test test-browser test-full site student-copies clean-venv
 
 setup: $(STAMP)
 
@@ -15,9 +15,16 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[lab,test]'
 	touch $(STAMP)
 
-## open the course in JupyterLab (the main job); LAB_ARGS passes options, e.g. LAB_ARGS=--port=9999
+## open the course in JupyterLab (the main job), in the students' working copy work/ (made from
+## notebooks/ on first use, solutions removed; git ignores it). LAB_ARGS passes options to
+## JupyterLab, e.g. LAB_ARGS=--port=9999; LAB_DIR=elsewhere puts the working copy elsewhere.
+LAB_DIR ?=
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(BIN)/python -m course_lib.teaching.lab $(if $(LAB_DIR),--dir=$(LAB_DIR)) $(LAB_ARGS)
+
+## open the tracked notebooks, with the solutions, autosave off (for instructors)
+lab-instructor: setup
+	$(BIN)/python -m course_lib.teaching.lab --instructor $(LAB_ARGS)
 
 ## unit tests + every notebook under nbval, in fast mode
 test: setup

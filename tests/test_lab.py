@@ -1,4 +1,5 @@
-"""`make lab`, the README's main-job command, starts JupyterLab and serves the course."""
+"""`make lab`, the README's main-job command, starts JupyterLab on the students' working copy;
+`make lab-instructor` serves the tracked notebooks with autosave off."""
 
 import json
 import os
@@ -63,26 +64,33 @@ def run_code(port, token, kernel_id, code, timeout=60.0) -> str:
     raise AssertionError("the kernel did not answer in time")
 
 
-@pytest.fixture
-def lab_server():
+def start_lab(target: str, extra: list[str]):
+    """Start ``make <target>`` on a free port; return (process, port, token, output so far)."""
     port, token = free_port(), secrets.token_hex(16)
     args = f"--no-browser --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
-    if os.geteuid() == 0:  # CI machines run as root, which JupyterLab refuses unless told
-        args += " --allow-root"
-    proc = subprocess.Popen(["make", "--no-print-directory", "lab", f"LAB_ARGS={args}"], cwd=ROOT,
+    proc = subprocess.Popen(["make", "--no-print-directory", target, f"LAB_ARGS={args}", *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            api(port, token, "/api/status")
+            return proc, port, token
+        except (urllib.error.URLError, ConnectionError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                output = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                stop(proc)
+                pytest.fail(f"JupyterLab did not start (exit code {proc.poll()}):\n{output[-3000:]}")
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def lab_server(tmp_path):
+    """`make lab` with the working copy in a temporary folder (CI runs as root: make lab must
+    add --allow-root by itself)."""
+    work = tmp_path / "work"
+    proc, port, token = start_lab("lab", [f"LAB_DIR={work}"])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                api(port, token, "/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    output = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
-                    pytest.fail(f"JupyterLab did not start (exit code {proc.poll()}):\n{output[-3000:]}")
-                time.sleep(0.5)
-        yield port, token
+        yield port, token, work, proc
     finally:
         stop(proc)
 
@@ -101,10 +109,16 @@ def stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def test_make_lab_serves_every_notebook_and_a_kernel_imports_course_lib(lab_server):
-    port, token = lab_server
+def test_make_lab_serves_the_working_copy_and_a_kernel_imports_course_lib(lab_server):
+    port, token, work, proc = lab_server
     listed = sorted(item["name"] for item in api(port, token, "/api/contents/")["content"] if item["type"] == "notebook")
     assert listed == NOTEBOOKS
+    assert sorted(p.name for p in work.glob("*.ipynb")) == NOTEBOOKS
+    # the working copy has the exercises without their solutions
+    served = api(port, token, "/api/contents/02-exponentially-weighted-averages.ipynb")["content"]
+    sources = ["".join(c["source"]) for c in served["cells"]]
+    assert any("raise NotImplementedError" in s and "def half_life" in s for s in sources)
+    assert not any("np.log(0.5)" in s for s in sources)
     page = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/lab",
                                   headers={"Authorization": f"token {token}"}), timeout=10)  # fmt: skip
     assert page.status == 200 and b"JupyterLab" in page.read()
@@ -114,3 +128,17 @@ def test_make_lab_serves_every_notebook_and_a_kernel_imports_course_lib(lab_serv
         assert Path(printed.strip()).resolve() == (ROOT / "course_lib" / "__init__.py").resolve()
     finally:
         api(port, token, f"/api/kernels/{kernel['id']}", method="DELETE")
+
+
+def test_make_lab_instructor_serves_the_solutions_with_autosave_off():
+    proc, port, token = start_lab("lab-instructor", [])
+    try:
+        listed = sorted(item["name"] for item in api(port, token, "/api/contents/")["content"]
+                        if item["type"] == "notebook")  # fmt: skip
+        assert listed == NOTEBOOKS
+        served = api(port, token, "/api/contents/02-exponentially-weighted-averages.ipynb")["content"]
+        assert any("np.log(0.5)" in "".join(c["source"]) for c in served["cells"])
+        settings = api(port, token, "/lab/api/settings/@jupyterlab/docmanager-extension:plugin")
+        assert settings["settings"]["autosave"] is False
+    finally:
+        stop(proc)

@@ -4,7 +4,10 @@
 ``show``            a function's source (or one marked part of it), highlighted in a notebook
 ``exercises``       answer checkers: PASS, or the first mismatch and a hint
 ``answers``         comparing an answer with the expected one, and describing the difference
+``references``      reference answers the check cells use without showing them
 ``student_copies``  notebooks with the solutions replaced by placeholders (``make student-copies``)
+``lab``             JupyterLab on the students' working copy ``work/`` or, for instructors, the
+                    tracked notebooks with autosave off (``make lab``, ``make lab-instructor``)
 ``slides``          slide metadata by the course's rule, for presenting in JupyterLab (RISE)
 ``site``            the static HTML course: every notebook executed and exported (``make site``)
 ==================  ========================================================================

@@ -3,7 +3,8 @@
 :func:`_compare` walks numbers, NumPy arrays, torch tensors and tuples/lists/dicts of those
 recursively and returns the first mismatch (path, what differs, expected vs got); the
 formatting helpers keep every message short enough to read in a notebook, and the hints name
-the usual mistakes (off by a factor, sign flipped, transposed, wrong precision). The checkers
+the usual mistakes (off by a factor, off by one, sign flipped, transposed, wrong precision, a
+missing bias correction). The checkers
 of :mod:`course_lib.teaching.exercises` build their messages from these pieces.
 """
 
@@ -345,6 +346,12 @@ def _value_hint(ew, gw, edt, gdt, edtype, gdtype, rtol, atol) -> str | None:
     if np.iscomplexobj(ef) or np.iscomplexobj(gf):
         return dtype_note.strip(" ()") or None
     loose = dict(rtol=max(10 * rtol, 1e-6), atol=10 * atol)
+    off_by_one = _off_by_one_hint(ef, gf)
+    if off_by_one:
+        return off_by_one
+    bias = _bias_correction_hint(ew, gw, loose)
+    if bias:
+        return bias
     nz = np.abs(ef) > max(atol, 1e-300)
     if nz.any():
         c = float(np.median(gf[nz] / ef[nz]))
@@ -362,6 +369,42 @@ def _value_hint(ew, gw, edt, gdt, edtype, gdtype, rtol, atol) -> str | None:
     if ef.size > 1 and np.allclose(sorted_g, sorted_e, **loose, equal_nan=True):
         return "right values in the wrong places: the wrong axis, or a transpose/reshape?"
     return dtype_note.strip(" ()") or None
+
+
+def _off_by_one_hint(ef: np.ndarray, gf: np.ndarray) -> str | None:
+    """Integer answers that are all exactly 1 too large (or all 1 too small): a counting slip.
+
+    Checked before the factor hints, since 1 against an expected 2 is also "half"."""
+    if not (np.all(ef == np.round(ef)) and np.all(gf == np.round(gf))):
+        return None
+    d = gf - ef
+    if np.all(d == 1) or np.all(d == -1):
+        more = "larger" if d.flat[0] > 0 else "smaller"
+        return (f"every answer is exactly 1 {more} than expected: off by one (< instead of <=, a "
+                "count that starts at 0 instead of 1, or one step too many/few in a loop?)")
+    return None
+
+
+def _bias_correction_hint(ew: np.ndarray, gw: np.ndarray, loose: dict) -> str | None:
+    """A 1-D sequence that is the expected one times 1 - b**t (t = 1, 2, ...) for one b in (0, 1):
+    a zero-started average without its bias correction (or, with the inverse factor, a
+    correction applied where none was expected)."""
+    if ew.ndim != 1 or ew.size < 2 or np.iscomplexobj(ew) or np.iscomplexobj(gw):
+        return None
+    t = np.arange(1, ew.size + 1)
+    nz = np.isfinite(ew) & np.isfinite(gw) & (np.abs(ew) > 1e-300) & (np.abs(gw) > 1e-300)
+    if nz.sum() < 2:
+        return None
+    ratio = gw[nz] / ew[nz]
+    for factor, text in ((ratio, "looks like the bias correction is missing: divide the zero-started "
+                                 "average by 1 - beta**t, with t counted from 1"),
+                         (1 / ratio, "looks like a bias correction was applied where none is expected: "
+                                     "the reference is the plain zero-started average")):
+        # factor = 1 - b**t at the first nonzero entry gives b; the rest must follow
+        b = (1 - factor[0]) ** (1 / t[nz][0])
+        if 0 < b < 1 and np.allclose(factor, 1 - b ** t[nz], **loose):
+            return text
+    return None
 
 
 def _factor_hint(c: float) -> str:

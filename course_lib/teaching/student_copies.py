@@ -3,9 +3,15 @@
 Solution cells carry the cell tag ``solution``. :func:`make_student_copy` writes a copy of a
 notebook in which each solution cell is replaced by a placeholder (``# YOUR CODE HERE`` plus
 the signatures of the functions it defined, with ``raise NotImplementedError`` bodies), every
-code cell's outputs and execution count are cleared, and the tag becomes ``exercise``::
+code cell's outputs and execution count are cleared, and the tag becomes ``exercise``. An
+exercise answered in prose gets a markdown cell to write into: its markdown solution becomes
+``*YOUR ANSWER HERE*``, and an exercise whose solution is only a computation (code that defines
+no function, so no checker can judge it) gets such a cell after the code::
 
     python -m course_lib.teaching.student_copies --src notebooks --dst student
+
+:func:`make_working_copy` is what ``make lab`` uses: it adds the student copy of every chapter
+that is not yet in the working folder and never overwrites a file there.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from pathlib import Path
 
 from ..files import atomic_write_notebook
 
-__all__ = ["SOLUTION_TAG", "EXERCISE_TAG", "student_placeholder", "make_student_copy", "make_student_copies", "main"]
+__all__ = ["SOLUTION_TAG", "EXERCISE_TAG", "student_placeholder", "make_student_copy", "make_student_copies",
+           "make_working_copy", "main"]
 
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"
 PLACEHOLDER = "# YOUR CODE HERE"
 ANSWER_PLACEHOLDER = "*YOUR ANSWER HERE*"
+COMPUTATION_ANSWER = "*YOUR ANSWER HERE: what does your computation show, and why?*"
 
 # --------------------------------------------------------------------------------------------
 # Student copies
@@ -121,6 +129,7 @@ def make_student_copy(src: str | os.PathLike, dst: str | os.PathLike) -> int:
     except Exception as exc:
         raise ValueError(f"{src} is not a readable notebook: {exc}") from exc
 
+    _add_answer_cells(nb)
     changed = 0
     for cell in nb.cells:
         tags = list(cell.get("metadata", {}).get("tags", []))
@@ -143,6 +152,70 @@ def make_student_copy(src: str | os.PathLike, dst: str | os.PathLike) -> int:
             cell.execution_count = None
     atomic_write_notebook(dst, nb)
     return changed
+
+
+def _defines_function(source: str) -> bool:
+    try:
+        tree = ast.parse(_strip_magics(source))
+    except SyntaxError:
+        return False
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) for node in tree.body)
+
+
+def _add_answer_cells(nb) -> int:
+    """Insert a markdown answer cell after each exercise answered only by a computation.
+
+    An exercise's solution is a run of ``solution`` cells (other cells may sit between them)
+    up to the next markdown cell that is not a solution. A run with no markdown solution and
+    no function definition (so no checker judges it) gets a markdown cell tagged ``exercise``
+    with :data:`COMPUTATION_ANSWER`, right after its last solution cell. Returns how many."""
+    import nbformat
+
+    runs, current = [], []
+    for i, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if SOLUTION_TAG in tags:
+            current.append(i)
+        elif cell.cell_type == "markdown" and current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    inserted = 0
+    for run in reversed(runs):
+        cells = [nb.cells[i] for i in run]
+        if any(c.cell_type == "markdown" for c in cells) or any(_defines_function(c.source) for c in cells):
+            continue
+        answer = nbformat.v4.new_markdown_cell(COMPUTATION_ANSWER, metadata={"tags": [EXERCISE_TAG]})
+        answer.metadata["slideshow"] = {"slide_type": "skip"}
+        nb.cells.insert(run[-1] + 1, answer)
+        inserted += 1
+    return inserted
+
+
+def make_working_copy(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """Add the student copy of each notebook of ``src_dir`` that ``dst_dir`` lacks.
+
+    A notebook already in ``dst_dir`` is a student's work and is never overwritten (delete it
+    to start that chapter afresh). Returns ``(added, kept)``: the paths written and the paths
+    left alone. ``dst_dir`` is created when missing and may not be ``src_dir``.
+    """
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    notebooks = sorted(src_dir.glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no notebooks (*.ipynb) found in {src_dir}")
+    if dst_dir.resolve() == src_dir.resolve():
+        raise ValueError(f"the working copy must differ from {src_dir}, which git tracks")
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    added, kept = [], []
+    for nb_path in notebooks:
+        out = dst_dir / nb_path.name
+        if out.exists():
+            kept.append(out)
+        else:
+            make_student_copy(nb_path, out)
+            added.append(out)
+    return added, kept
 
 
 def make_student_copies(
