@@ -13,6 +13,7 @@
 ``loop``               the training loop, evaluation, test-time augmentation, ``History``
 ``compare``            train several variants from the same initial weights on the same batches
 ``paired``             paired differences over seeds and examples: is A better than B beyond the noise?
+``batchnorm``          batch-norm statistics recomputed at the current weights (averaged weights)
 =====================  =====================================================================
 
 Data flows ``cifar10`` -> arrays -> ``device_data`` (on the device once) -> ``loop`` (each step:
@@ -20,7 +21,7 @@ index a batch, augment, forward, backward, optimizer step) -> ``History``; for t
 -> tokens -> ``TextData`` (on the device once) -> the same ``loop``.
 """
 
-from . import augment, cifar10, cifar10_archives, compare, device_data, loop, models, paired, text
+from . import augment, batchnorm, cifar10, cifar10_archives, compare, device_data, loop, models, paired, text
 from .cifar10 import CLASSES, DataError, load_cifar10, locate_cifar10
 from .compare import (Run, Variant, compare_optimizers, compare_schedules, compare_variants, initial_weights,
                       train_variant)
@@ -29,7 +30,7 @@ from .loop import EpochRecord, History, evaluate, train, tta_logits
 from .text import Corpus, TextData, load_shakespeare, text_on_device
 
 __all__ = [
-    "augment", "cifar10", "cifar10_archives", "compare", "device_data", "loop", "models", "paired", "text",
+    "augment", "batchnorm", "cifar10", "cifar10_archives", "compare", "device_data", "loop", "models", "paired", "text",
     "Corpus", "TextData", "load_shakespeare", "text_on_device",
     "CLASSES", "DataError", "load_cifar10", "locate_cifar10",
     "DeviceData", "cifar10_on_device", "EpochRecord", "History", "train", "evaluate", "tta_logits",
