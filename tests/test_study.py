@@ -13,7 +13,7 @@ from course_lib import study
 def cfg():
     return study.StudyConfig(mode="test", model="small_cnn", model_kwargs={"widths": (4, 4, 4)}, epochs=2,
                              batch_size=40, final_seeds=2, target_accuracy=0.2, augment=False,
-                             optimizers=("SGD", "Adam"),
+                             optimizers=("SGD", "Adam"), grid_extensions=0,
                              lr_grids={"SGD": (0.01, 0.3), "Adam": (1e-4, 1e-2)})  # fmt: skip
 
 
@@ -25,7 +25,9 @@ def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
     store = study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
     records = store.load()
     assert [r["phase"] for r in records].count("search") == 4
-    assert [r["phase"] for r in records].count("final") == 2  # seeds 1 of each; seed 0 is the search run
+    assert [r["phase"] for r in records].count("final") == 4  # seeds 1 and 2 of each: fresh, not the search's 0
+    assert {r["seed"] for r in records if r["phase"] == "final"} == {1, 2}
+    assert not any("test_acc" in r or "test_loss" in r for r in records if r["phase"] == "search")
     chosen = study.chosen_learning_rates(cfg, records)
     for name in cfg.optimizers:
         search = {r["lr"]: r["final_val_acc"] for r in records if r["optimizer"] == name and r["phase"] == "search"}
@@ -33,7 +35,7 @@ def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
     rows = study.summarize(cfg, records)
     assert [r["optimizer"] for r in rows] == ["SGD", "Adam"] and all(r["seeds"] == 2 for r in rows)
     assert "± " in study.summary_markdown(rows, cfg.target_accuracy)
-    for r in rows:  # two rates per grid: the chosen one is always at an end, and the table says so
+    for r in rows:  # two rates per grid, no extension: the chosen one is always at an end, and the table says so
         grid = cfg.lr_grids[r["optimizer"]]
         assert r["lr_at_edge"] == ("smallest" if r["lr"] == min(grid) else "largest")
     assert "in grid)" in study.summary_markdown(rows, cfg.target_accuracy)
@@ -43,7 +45,7 @@ def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
     # a second run does nothing: every run is already in the results file
     monkeypatch.setattr(study.protocol, "train_one", lambda *a, **k: pytest.fail("re-ran a finished run"))
     study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
-    assert len(store.load()) == 6
+    assert len(store.load()) == 8
 
 
 def test_same_initial_weights_within_a_seed(tmp_path, cfg, tiny_data):
@@ -70,7 +72,7 @@ def test_interruption_keeps_finished_runs(tmp_path, cfg, tiny_data, monkeypatch)
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
     monkeypatch.setattr(study.protocol, "train_one", real)
     study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
-    assert len(store.load()) == 6
+    assert len(store.load()) == 8
 
 
 def test_shards_and_merge_cover_the_grid(tmp_path, cfg, tiny_data):
@@ -84,7 +86,7 @@ def test_shards_and_merge_cover_the_grid(tmp_path, cfg, tiny_data):
     for i in (1, 2):  # the final phase reads the merged search results
         study.run_study(cfg, tmp_path, phase="final", shard_spec=(i, 2), data=tiny_data, progress=False,
                         log=lambda *_: None)  # fmt: skip
-    assert len(study.merge(tmp_path).load()) == 6
+    assert len(study.merge(tmp_path).load()) == 8
 
 
 def test_final_phase_needs_a_complete_search(tmp_path, cfg, tiny_data):
@@ -103,7 +105,7 @@ def test_figures_and_cli_errors(tmp_path, cfg, tiny_data, capsys):
     records = study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None).load()
     for path in study.save_figures(cfg, records, tmp_path):
         assert path.stat().st_size > 1000
-    assert study.curves(cfg, records)["Adam"].shape == (2, cfg.epochs)
+    assert study.curves(cfg, records)["Adam"].shape == (2, cfg.epochs)  # the two final seeds
     with pytest.raises(SystemExit):
         study.main(["run", "--out", str(tmp_path), "--shard", "3/2"])
     assert "1 <= i <= n" in capsys.readouterr().err
@@ -142,7 +144,7 @@ def test_airbench_recipe_whitening_label_smoothing_tta(tmp_path, tiny_data):
                                batch_size=40, final_seeds=1, augment=False, optimizers=("Nesterov",),
                                lr_grids={"Nesterov": (0.01,)}, whiten=True, label_smoothing=0.2, tta=2)  # fmt: skip
     plain = dataclasses.replace(recipe, label_smoothing=0.0, tta=0)
-    spec = study.RunSpec("search", "Nesterov", 0.01, 0)
+    spec = study.RunSpec("final", "Nesterov", 0.01, 1)  # a final run: the search has no test numbers
     smoothed, unsmoothed = (study.train_one(c, spec, tiny_data, progress=False) for c in (recipe, plain))
     assert 0 <= smoothed["test_acc"] <= 1 and 0 <= unsmoothed["test_acc"] <= 1
     # same data, weights and batches: only the loss differs, so the first step's loss does
@@ -176,11 +178,12 @@ def test_a_new_setting_at_its_default_keeps_old_fingerprints(cfg):
     assert dataclasses.replace(cfg, tta=1).fingerprint() != cfg.fingerprint()
 
 
-def test_default_fingerprints_are_those_of_the_studies_already_run():
-    # the optimizers' fixed settings moved into the configuration at their old values: a
-    # setting at its default is left out of the hash, so stored results stay readable
-    assert study.fast_config().fingerprint() == "fcfb5c42de24"
-    assert study.full_config().fingerprint() == "b12ab7077f3d"
+def test_default_fingerprints_are_those_of_the_protocol_2_studies():
+    # a setting at its default is left out of the hash (stored results stay readable when a setting
+    # is added), but the protocol's version is always in: protocol 1's results are never mixed in
+    assert study.fast_config().fingerprint() == "1981c6c76f7a"
+    assert study.full_config().fingerprint() == "107a1bee5022"
+    assert study.reference_config().fingerprint() == "8ceea51aad88"
 
 
 def test_optimizer_settings_are_part_of_the_configuration(tmp_path, cfg, tiny_data):
@@ -242,7 +245,7 @@ def _text_cfg(**changes):
     settings = dict(mode="test", task="shakespeare", model="transformer",
                     model_kwargs={"size": None, "layers": 1, "width": 16, "heads": 2}, epochs=None, steps=6,
                     eval_every=3, batch_size=4, context=16, eval_windows=8, augment=False, final_seeds=2,
-                    target_accuracy=0.1, optimizers=("Momentum", "Adam"),
+                    target_accuracy=0.1, optimizers=("Momentum", "Adam"), grid_extensions=0,
                     lr_grids={"Momentum": (0.01, 0.1), "Adam": (1e-3, 1e-2)})  # fmt: skip
     return study.StudyConfig(**{**settings, **changes})
 
@@ -263,7 +266,7 @@ def test_the_text_task_is_checked_and_keyed_by_its_fingerprint():
         _text_cfg(eval_every=None)
     with pytest.raises(ValueError, match="no augmentation"):
         _text_cfg(augment=True)
-    with pytest.raises(ValueError, match="mode must be 'fast' or 'full' and task one of"):
+    with pytest.raises(ValueError, match="mode must be 'fast', 'full' or 'reference' \\(cifar10 only\\) and task one of"):
         study.config_for("fast", "mnist")
 
 
@@ -277,7 +280,7 @@ def test_the_text_study_runs_through_the_command_line(tmp_path, monkeypatch, cap
     out = tmp_path / "text-study"
     assert study.main(["run", "--task", "shakespeare", "--mode", "fast", "--out", str(out), "--no-progress"]) == 0
     records = study.ResultStore(out / "results.jsonl").load()
-    assert len(records) == 4 + 2  # the grid, then one more seed of each chosen rate
+    assert len(records) == 4 + 4  # the grid (no extension: grid_extensions=0), then two fresh seeds of each
     assert all(r["fingerprint"] == cfg.fingerprint() for r in records)
     assert all([e["step"] for e in r["history"]["epochs"]] == [3, 6] for r in records if not r["history"]["diverged"])
     assert study.load_config(out) == cfg

@@ -43,13 +43,14 @@ _SETUP = textwrap.dedent("""
     def tiny_config(**changes):
         cfg = study.StudyConfig(mode="test", model="small_cnn", model_kwargs={"widths": (4, 4, 4)}, epochs=1,
                                 batch_size=20, final_seeds=2, target_accuracy=0.2, augment=False,
-                                optimizers=("SGD", "Adam"), lr_grids={"SGD": (0.01, 0.3), "Adam": (1e-4, 1e-2)})
+                                optimizers=("SGD", "Adam"), lr_grids={"SGD": (0.01, 0.3), "Adam": (1e-4, 1e-2)},
+                                grid_extensions=0)
         return dataclasses.replace(cfg, **changes) if changes else cfg
 """)
 _ns: dict = {}
 exec(_SETUP, _ns)
 tiny_data, tiny_config = _ns["tiny_data"], _ns["tiny_config"]
-N_RUNS = 6  # 2 optimizers x 2 rates (search) + 2 optimizers x 1 more seed (final)
+N_RUNS = 8  # 2 optimizers x 2 rates (search) + 2 optimizers x 2 fresh seeds (final)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +271,7 @@ def test_final_before_search_and_summary_of_an_incomplete_study_exit_2_in_one_li
     _run(tiny_config(), tmp_path / "b", data, phase="search")
     assert study.main(["summary", "--out", str(tmp_path / "b")]) == 2
     assert capsys.readouterr().err == (
-        "error: the final phase is incomplete (SGD 1 of 2 seeds, Adam 1 of 2 seeds; learning rates chosen: "
+        "error: the final phase is incomplete (SGD 0 of 2 seeds, Adam 0 of 2 seeds; learning rates chosen: "
         + ", ".join(f"{k} {v:g}" for k, v in study.chosen_learning_rates(
             tiny_config(), study.ResultStore(tmp_path / "b" / "results.jsonl").load()).items())
         + "); run --phase final (or merge its shard files) first\n")

@@ -29,7 +29,24 @@ from torch import nn
 
 from .device_data import DeviceData
 
-__all__ = ["PairedDifference", "paired_difference", "correct_per_example", "verdict"]
+__all__ = ["PairedDifference", "paired_difference", "correct_per_example", "verdict", "corrected_k"]
+
+
+def corrected_k(comparisons: int, k: float = 2.0) -> float:
+    r"""The multiplier of the standard error for one of ``comparisons`` verdicts made together
+    (Bonferroni): each comparison is held to the two-sided tail
+    :math:`P(|Z| > k)/m` of a normal :math:`Z`, so that the chance that *any* of the :math:`m`
+    crosses the line by noise alone stays at most :math:`P(|Z| > k)` (4.6% for :math:`k = 2`).
+
+    Used when the best of :math:`n` variants is picked and compared with the other
+    :math:`m = n - 1`: e.g. 2.28 for two comparisons, 2.61 for five. One comparison: ``k``.
+    """
+    if comparisons < 1:
+        raise ValueError(f"comparisons must be at least 1, got {comparisons}")
+    from statistics import NormalDist
+
+    tail = 2 * (1 - NormalDist().cdf(k))  # the two-sided tail of one comparison at k
+    return float(NormalDist().inv_cdf(1 - tail / (2 * comparisons)))
 
 
 def verdict(mean: float, se: float, better: str = "better", worse: str = "worse",

@@ -13,9 +13,11 @@ and shardable.
 ``cli``        ``python -m course_lib.study run|merge|summary --out DIR``
 =============  ============================================================================
 
-The modules import left to right. **Protocol**: for every optimizer, each learning rate of its
-log grid is trained once (seed 0); the validation split, carved from the training set, picks
-the rate; the chosen rate is re-run with more seeds and reported on the test set as mean +- std.
+The modules import left to right. **Protocol** (:mod:`~course_lib.study.protocol` states it in
+full): for every optimizer, each learning rate of its log grid is trained once (seed 0); the
+validation split, carved from the training set, picks the rate, and a rate at an end of its
+grid extends the grid; the chosen rate is re-run on fresh seeds and reported on the test set as
+mean ± standard error, with paired differences and verdicts (:func:`~course_lib.study.report.best_of`).
 Within a seed every optimizer starts from the same initial weights and sees the same batches
 (:mod:`course_lib.engine.compare`). Results go to ``<out>/results.jsonl``, one record per
 finished run; running the study again skips the runs already there.
@@ -27,11 +29,14 @@ Notebook 11 writes ``from course_lib import study`` and uses ``study.fast_config
 
 from . import cli, design, protocol, report, store
 from .cli import main
-from .design import (CLASSIC_OPTIMIZERS, LR_GRIDS, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec,
+from .design import (CLASSIC_OPTIMIZERS, COMPARED_OPTIMIZERS, LR_GRIDS, PROTOCOL, SEARCH_SEED, is_schedule_free,
+                     reference_config, select_optimizers, final_seeds, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec,
                      StudyConfig, config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
                      text_fast_config, text_full_config, with_optimizers)
-from .protocol import chosen_learning_rates, load_data, run_extra, run_study, train_one
-from .report import (check_complete, curves, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
+from .protocol import (LrSearch, chosen_learning_rates, decoupled_weight_decay, load_data, lr_search, run_extra,
+                       run_study, search_plan, search_table, study_status, total_steps, train_one,
+                       validation_se)
+from .report import (best_of, check_complete, claim_verdict, curves, describe_study, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
                      summary_csv, summary_markdown)
 from .store import (ConfigMismatch, IncompleteStudy, LockHeld, ResultStore, StudyError, check_config, data_variant,
                     dedupe, load_config, merge, move_aside, provenance, record_provenance, write_config)
@@ -41,7 +46,10 @@ __all__ = [
     "OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "LR_GRIDS", "TEXT_LR_GRIDS", "TASKS", "StudyConfig", "fast_config",
     "full_config", "text_fast_config", "text_full_config",
     "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard", "CLASSIC_OPTIMIZERS",
-    "with_optimizers",
+    "with_optimizers", "select_optimizers", "COMPARED_OPTIMIZERS", "PROTOCOL", "SEARCH_SEED", "is_schedule_free",
+    "reference_config", "final_seeds",
+    "LrSearch", "lr_search", "search_plan", "search_table", "study_status", "total_steps", "decoupled_weight_decay", "validation_se",
+    "best_of", "claim_verdict", "describe_study",
     "ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
     "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",
     "check_complete",

@@ -7,6 +7,8 @@
     python -m course_lib.study run --mode full --out results/study-full --phase search --shard 1/4
     python -m course_lib.study merge --out results/study-full
     python -m course_lib.study summary --out results/study-full
+    python -m course_lib.study run --mode fast --optimizers Adam,Lion,ScheduleFreeAdamW --out results/modern
+    nice -n 19 python -m course_lib.study run --mode reference --out reference/study-cpu
 
 ``--shard i/n`` runs every n-th run of the grid, starting at the i-th, so array jobs on a
 cluster can share the work; ``merge`` joins the shard files. On Slurm: an array job of n tasks
@@ -14,17 +16,22 @@ runs ``run --phase search --shard $((SLURM_ARRAY_TASK_ID+1))/n``, then ``merge``
 same for ``--phase final``; then ``summary``. Without ``--mode``, ``summary`` reads the
 configuration the study in ``--out`` ran with. ``--task`` picks the test bed: ``cifar10`` (a CNN
 on CIFAR-10, the default) or ``shakespeare`` (a small transformer on tiny Shakespeare).
+``--optimizers NAME,NAME`` compares exactly those (classic or modern names of
+:data:`~course_lib.study.design.OPTIMIZER_SETTINGS`). ``--mode reference`` is the CPU reference
+(:func:`~course_lib.study.design.reference_config`). A ``run`` stopped by Ctrl-C or ``kill``
+(SIGTERM) records its wall time and how far it got in ``provenance.json`` before it exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from .. import config
 from ..files import atomic_write_text
-from .design import TASKS, config_for
+from .design import OPTIMIZER_SETTINGS, TASKS, config_for, select_optimizers
 from .protocol import run_study
 from ..config import ConfigError
 from ..engine.cifar10 import DataError
@@ -47,6 +54,19 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _parse_optimizers(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in OPTIMIZER_SETTINGS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"--optimizers takes names from {', '.join(OPTIMIZER_SETTINGS)}, "
+                                         f"comma-separated; got {text!r}")  # fmt: skip
+    return names
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib.study", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,14 +75,17 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--out", required=True, help="directory for results, summary and figures")
         if name == "summary":
-            p.add_argument("--mode", choices=("fast", "full"), default=None,
+            p.add_argument("--mode", choices=("fast", "full", "reference"), default=None,
                            help="default: the configuration the study in --out was run with")
         else:
-            p.add_argument("--mode", choices=("fast", "full"), default=None,
-                           help="default: fast when COURSE_FAST=1, else full")
+            p.add_argument("--mode", choices=("fast", "full", "reference"), default=None,
+                           help="default: fast when COURSE_FAST=1, else full; reference: the CPU reference")
         p.add_argument("--task", choices=tuple(TASKS), default=None,
                        help="the test bed (default: cifar10; for summary, the one the study in --out ran)")
         if name == "run":
+            p.add_argument("--optimizers", type=_parse_optimizers, default=None, metavar="NAME,NAME",
+                           help="compare exactly these optimizers (default: the configuration's); names: "
+                                + ", ".join(OPTIMIZER_SETTINGS))
             p.add_argument("--phase", choices=("search", "final", "all"), default="all")
             p.add_argument("--shard", type=_parse_shard, default=(1, 1), metavar="I/N")
             p.add_argument("--no-progress", action="store_true")
@@ -99,12 +122,33 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         except ValueError as exc:  # a damaged or foreign study-config.json: its message names the file
             raise StudyError(str(exc)) from exc
     else:
-        cfg = config_for(args.mode, args.task or "cifar10")
+        try:
+            cfg = config_for(args.mode, args.task or "cifar10")
+        except ValueError as exc:  # e.g. --mode reference --task shakespeare
+            raise StudyError(str(exc)) from exc
     if args.command == "run":
-        run_study(cfg, args.out, phase=args.phase, shard_spec=args.shard,
-                  progress=False if args.no_progress else None, force_new=args.force_new, wait=args.wait,
-                  command="python -m course_lib.study " + " ".join(argv if argv is not None else sys.argv[1:]))  # fmt: skip
+        if args.optimizers:
+            cfg = select_optimizers(cfg, args.optimizers)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # kill: end like Ctrl-C, provenance written
+        try:
+            _run(cfg, args, argv)
+        except KeyboardInterrupt:
+            print("interrupted: the finished runs are in the results file; run the same command to resume",
+                  file=sys.stderr)  # fmt: skip
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return 0
+    return _summary_or_merge(cfg, args)
+
+
+def _run(cfg, args: argparse.Namespace, argv: list[str] | None) -> None:
+    run_study(cfg, args.out, phase=args.phase, shard_spec=args.shard, progress=False if args.no_progress else None,
+              force_new=args.force_new, wait=args.wait,
+              command="python -m course_lib.study " + " ".join(argv if argv is not None else sys.argv[1:]))  # fmt: skip
+
+
+def _summary_or_merge(cfg, args: argparse.Namespace) -> int:
     if args.command == "merge":
         store = merge(args.out, wait=args.wait)
         print(f"merged {len(store.load())} records into {store.path}")

@@ -27,10 +27,11 @@ import torch
 from .. import optim
 from ..engine import models
 
-__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "CLASSIC_OPTIMIZERS", "with_optimizers", "LR_GRIDS",
+__all__ = ["OPTIMIZER_CLASSES", "OPTIMIZER_SETTINGS", "CLASSIC_OPTIMIZERS", "COMPARED_OPTIMIZERS", "PROTOCOL",
+           "with_optimizers", "select_optimizers", "LR_GRIDS", "reference_config", "is_schedule_free",
            "TEXT_LR_GRIDS", "TASKS", "StudyConfig",
            "fast_config", "full_config", "text_fast_config", "text_full_config", "config_for", "optimizer_for",
-           "RunSpec", "search_runs", "final_runs", "shard"]  # fmt: skip
+           "RunSpec", "search_runs", "final_runs", "final_seeds", "SEARCH_SEED", "shard"]  # fmt: skip
 
 # task -> the models it can train
 TASKS: dict[str, tuple[str, ...]] = {"cifar10": ("small_cnn", "airbench"), "shakespeare": ("transformer",)}
@@ -50,7 +51,8 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     **{f"torch.{cls.__name__}": cls for cls in (torch.optim.Adafactor, torch.optim.NAdam, torch.optim.RAdam)},
 }  # fmt: skip
 
-# the study's optimizers: name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments)
+# the study's optimizers: name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments). No
+# entry holds a weight decay: the study gives every optimizer the same one (StudyConfig.weight_decay)
 OPTIMIZER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "SGD": ("SGD", {}),
     "Momentum": ("SGD", {"momentum": 0.9}),
@@ -58,21 +60,30 @@ OPTIMIZER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "AdaGrad": ("Adagrad", {}),
     "RMSProp": ("RMSprop", {}),
     "Adam": ("Adam", {}),
-    "AdamW": ("AdamW", {"weight_decay": 0.05}),
+    "AdamW": ("AdamW", {"weight_decay": 0.0}),  # its decay is the study's: AdamW's rule is then Adam's
     # modern (chapter 12), not in the default list: add them with with_optimizers(cfg, "Lion", ...).
-    # Lion's decay is 10x AdamW's (its lr is about 10x smaller: the same lr * decay); Muon shares
-    # AdamW's lr and decay through adjust_lr_fn="match_rms_adamw" (MuonWithAdamW's default)
-    "Lion": ("Lion", {"weight_decay": 0.5}),
+    # Muon shares AdamW's lr through adjust_lr_fn="match_rms_adamw" (MuonWithAdamW's default)
+    "Lion": ("Lion", {}),
     "Adafactor": ("Adafactor", {}),
-    "Muon": ("MuonWithAdamW", {"weight_decay": 0.05}),
+    "Muon": ("MuonWithAdamW", {"weight_decay": 0.0}),  # its class decays by 0.1 unless told
     "NAdam": ("NAdam", {}),
     "RAdam": ("RAdam", {}),
-    "ScheduleFreeAdamW": ("ScheduleFreeAdamW", {"weight_decay": 0.05}),
+    "ScheduleFreeAdamW": ("ScheduleFreeAdamW", {}),
     "ScheduleFreeSGD": ("ScheduleFreeSGD", {}),
 }
 
-# the capstone's seven: the default list of every configuration (the modern ones are opt-in)
+# the capstone's seven: the registry's classic names
 CLASSIC_OPTIMIZERS: tuple[str, ...] = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW")
+
+# what the configurations compare by default: the classic seven less AdamW. AdamW is Adam with
+# decoupled weight decay; the study gives every optimizer the same decay (StudyConfig.weight_decay),
+# so under the study's protocol AdamW's rule *is* Adam's and a run of it would repeat Adam's
+COMPARED_OPTIMIZERS: tuple[str, ...] = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam")
+
+# the version of the protocol (part of every fingerprint): 2 = fresh final seeds (the search seed
+# is not in the reported mean), no test accuracy in the search, grids extended at their ends, one
+# weight decay for all, schedule-free optimizers at a constant rate with their own warm-up
+PROTOCOL = 2
 
 # log grids, a factor of about 3 apart, centred on each method's usual range
 LR_GRIDS: dict[str, tuple[float, ...]] = {
@@ -142,11 +153,24 @@ class StudyConfig:
     label_smoothing: float = 0.0  # of the training loss (the reported losses are plain cross-entropy)
     tta: int = 0  # test-time augmentation level of the reported test accuracy (engine.loop.tta_logits)
     lr_grids: dict = field(default_factory=lambda: _classic(LR_GRIDS))
-    optimizers: tuple = CLASSIC_OPTIMIZERS
+    optimizers: tuple = COMPARED_OPTIMIZERS
     # name -> (class name in OPTIMIZER_CLASSES, fixed keyword arguments); the lr is searched
     optimizer_settings: dict = field(default_factory=lambda: copy.deepcopy(_classic(OPTIMIZER_SETTINGS)))
+    # decoupled weight decay, the same for every optimizer: each step shrinks the weights by the
+    # fraction weight_decay * (lr_t / lr), lr_t / lr the schedule's factor (0: no decay for any)
+    weight_decay: float = 0.0
+    grid_extensions: int = 2  # at most this many rates added beyond each end of a grid
+    final_seeds_from: int = 1  # the final seeds are final_seeds_from, +1, ...; the search's seed is 0
+    protocol: int = PROTOCOL  # the protocol's version: always part of the fingerprint
 
     def __post_init__(self):
+        if self.protocol != PROTOCOL:
+            raise ValueError(f"StudyConfig: protocol {self.protocol} is not run by this course_lib (it runs "
+                             f"protocol {PROTOCOL}: fresh final seeds, no test accuracy in the search, grids "
+                             f"extended at their ends, one weight decay for all)")  # fmt: skip
+        if self.final_seeds_from < 1:
+            raise ValueError(f"StudyConfig: final_seeds_from must be at least 1 (seed 0 is the search's: "
+                             f"the reported mean uses fresh seeds), got {self.final_seeds_from!r}")  # fmt: skip
         unknown = set(self.optimizers) - set(self.optimizer_settings)
         if unknown:
             raise ValueError(f"unknown optimizers {sorted(unknown)}; choose from {list(self.optimizer_settings)}")
@@ -156,6 +180,9 @@ class StudyConfig:
                                  f"{list(OPTIMIZER_CLASSES)}")  # fmt: skip
             if "lr" in fixed:
                 raise ValueError(f"optimizer {name}: the learning rate is searched (lr_grids), not a fixed setting")
+            if fixed.get("weight_decay", 0) != 0:
+                raise ValueError(f"optimizer {name}: a weight decay of its own ({fixed['weight_decay']}) would "
+                                 f"compare decay with no decay; set StudyConfig.weight_decay, the same for all")  # fmt: skip
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)}, got {self.task!r}")
         if self.model not in TASKS[self.task]:
@@ -196,6 +223,11 @@ class StudyConfig:
         whole("train_per_class", self.train_per_class, optional=True)
         whole("test_per_class", self.test_per_class, optional=True)
         whole("context", self.context)
+        whole("grid_extensions", self.grid_extensions, minimum=0)
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or not (
+                0 <= self.weight_decay < 1):  # fmt: skip
+            raise ValueError(f"StudyConfig: weight_decay must satisfy 0 <= weight_decay < 1 (a fraction per "
+                             f"step), got {self.weight_decay!r}")  # fmt: skip
         whole("eval_windows", self.eval_windows, optional=True)
         for name, low, high, closed in [("val_fraction", 0.0, 1.0, False), ("warmup_fraction", 0.0, 1.0, True),
                                         ("label_smoothing", 0.0, 1.0, True), ("target_accuracy", 0.0, 1.0, False)]:
@@ -227,7 +259,8 @@ class StudyConfig:
         """A short hash of the settings that differ from their defaults: it keys the results.
 
         Leaving default values out means that a setting added later, whose default keeps the
-        old behaviour, does not change the fingerprints of studies already run.
+        old behaviour, does not change the fingerprints of studies already run. The protocol's
+        version is always in: a study run under another protocol never shares its results.
         """
 
         def canonical(value) -> str:
@@ -243,7 +276,7 @@ class StudyConfig:
             else:
                 settings[f.name] = value
                 continue
-            if canonical(value) != canonical(default):
+            if canonical(value) != canonical(default) or f.name == "protocol":
                 settings[f.name] = value
         return hashlib.sha256(canonical(settings).encode()).hexdigest()[:12]
 
@@ -275,10 +308,10 @@ def with_optimizers(cfg: StudyConfig, *names: str) -> StudyConfig:
     A name the configuration already has keeps its settings and grid. The result is another
     study, with its own fingerprint.
 
-    Two things to know for a fair reading: every optimizer runs under the study's warm-up and
-    linear decay, schedule-free ones too (they are meant to run without a decay), and the
-    validation and test points are the training iterates: a schedule-free optimizer's average
-    (``optimizer.eval()``) is not what is evaluated.
+    Schedule-free optimizers (:func:`is_schedule_free`) run at a constant learning rate with
+    their own warm-up over the study's warm-up steps (no warm-up and decay on top: they are
+    meant to run without a decay), and are evaluated at the point they report (their average,
+    between ``optimizer.eval()`` and ``optimizer.train()``), validation and test alike.
     """
     unknown = [name for name in names if name not in cfg.optimizer_settings and name not in OPTIMIZER_SETTINGS]
     if unknown:
@@ -292,6 +325,25 @@ def with_optimizers(cfg: StudyConfig, *names: str) -> StudyConfig:
     return dataclasses.replace(cfg, optimizers=optimizers, optimizer_settings=settings, lr_grids=lr_grids)
 
 
+def select_optimizers(cfg: StudyConfig, names) -> StudyConfig:
+    """``cfg`` comparing exactly ``names`` (in that order; the command line's ``--optimizers``):
+    names it lacks come in as :func:`with_optimizers` adds them, the others' settings and grids
+    are dropped."""
+    names = tuple(dict.fromkeys(names))
+    if not names:
+        raise ValueError("name at least one optimizer")
+    cfg = with_optimizers(cfg, *names)
+    return dataclasses.replace(cfg, optimizers=names,
+                               optimizer_settings={n: cfg.optimizer_settings[n] for n in names},
+                               lr_grids={n: cfg.lr_grids[n] for n in names})  # fmt: skip
+
+
+def is_schedule_free(optimizer_cls: type) -> bool:
+    """Whether the class is a schedule-free optimizer: it has ``eval()``/``train()`` switches
+    between the point it trains at and the averaged point it reports."""
+    return callable(getattr(optimizer_cls, "eval", None)) and callable(getattr(optimizer_cls, "train", None))
+
+
 def optimizer_for(cfg: StudyConfig, name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
     """The optimizer class and fixed keyword arguments of the study's optimizer ``name``."""
     class_name, fixed = cfg.optimizer_settings[name]
@@ -302,17 +354,34 @@ def fast_config() -> StudyConfig:
     """CPU: a class-balanced subset, the small CNN, a few epochs, four learning rates each.
 
     The grids are the full study's shifted up by one step: the small network on few images
-    prefers larger rates (with only the upper three rates of the full grids, Momentum, Adam and
-    AdamW chose their largest, so the best rate may have lain outside the grid).
+    prefers larger rates; a chosen rate at either end of its grid extends the grid (at most
+    ``grid_extensions`` rates beyond each end).
 
     200 training images per class, of which a fifth (400 images) is the validation split, and
     200 test images per class: the standard error of an accuracy near 0.35 is about 0.024 on the
-    validation split and 0.011 on the test set. About 1.5 minutes on two CPU cores.
+    validation split and 0.011 on the test set. Three epochs of batch 64 (75 steps), then three
+    fresh seeds per chosen rate. Six optimizers (:data:`COMPARED_OPTIMIZERS`), no weight decay for
+    any. Measured: notebook 11 in fast mode, both test beds, see docs/run-times.md.
     """
     grids = {name: grid[1:] + (float(f"{grid[-1] * 3:.1g}"),) for name, grid in _classic(LR_GRIDS).items()}
-    return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=4,
+    return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=3,
                        batch_size=64, train_per_class=200, val_fraction=0.2, test_per_class=200,
                        final_seeds=3, target_accuracy=0.3, lr_grids=grids)  # fmt: skip
+
+
+def reference_config() -> StudyConfig:
+    """CPU reference: sized so that its verdicts separate differences of about 1.5 points.
+
+    2,500 training images per class, a fifth of them the validation split: 20,000 training and
+    5,000 validation images (standard error of an accuracy near 0.6: sqrt(0.24 / 5000) = 0.0069),
+    the full test set of 10,000 (0.0049); the small CNN (8, 16, 32), batch 64, 7 epochs (2,184
+    steps); the six compared optimizers, four rates each (grids extended at their ends), then
+    five fresh seeds each; no weight decay for any. About 60 runs of 140,000 images each: hours
+    of CPU (``python -m course_lib.study run --mode reference --out reference/study-cpu``).
+    """
+    return StudyConfig(mode="reference", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=7,
+                       batch_size=64, train_per_class=2500, val_fraction=0.2, test_per_class=None,
+                       final_seeds=5, target_accuracy=0.5)  # fmt: skip
 
 
 def full_config() -> StudyConfig:
@@ -354,12 +423,14 @@ def text_full_config() -> StudyConfig:
 
 def config_for(mode: str, task: str = "cifar10") -> StudyConfig:
     """The configuration of a task (``"cifar10"`` or ``"shakespeare"``) in a mode (``"fast"``: CPU,
-    ``"full"``: GPU): :func:`fast_config`, :func:`full_config`, :func:`text_fast_config`,
-    :func:`text_full_config`."""
+    ``"full"``: GPU, ``"reference"``: the CPU reference, CIFAR-10 only): :func:`fast_config`,
+    :func:`full_config`, :func:`reference_config`, :func:`text_fast_config`, :func:`text_full_config`."""
     makers = {("fast", "cifar10"): fast_config, ("full", "cifar10"): full_config,
+              ("reference", "cifar10"): reference_config,
               ("fast", "shakespeare"): text_fast_config, ("full", "shakespeare"): text_full_config}  # fmt: skip
     if (mode, task) not in makers:
-        raise ValueError(f"mode must be 'fast' or 'full' and task one of {list(TASKS)}, got {mode!r} and {task!r}")
+        raise ValueError(f"mode must be 'fast', 'full' or 'reference' (cifar10 only) and task one of {list(TASKS)}, "
+                         f"got {mode!r} and {task!r}")
     return makers[mode, task]()
 
 
@@ -375,14 +446,24 @@ class RunSpec:
         return f"{self.phase}/{self.optimizer}/lr={self.lr:g}/seed={self.seed}"
 
 
+SEARCH_SEED = 0  # the one seed of the learning-rate search; never one of the final seeds
+
+
 def search_runs(cfg: StudyConfig) -> list[RunSpec]:
-    """The learning-rate grid, one run per (optimizer, lr), seed 0."""
-    return [RunSpec("search", name, lr, 0) for name in cfg.optimizers for lr in cfg.lr_grids[name]]
+    """The learning-rate grids as given, one run per (optimizer, lr), seed 0 (the rates that
+    extend a grid at its ends come later: :func:`course_lib.study.protocol.search_plan`)."""
+    return [RunSpec("search", name, lr, SEARCH_SEED) for name in cfg.optimizers for lr in cfg.lr_grids[name]]
+
+
+def final_seeds(cfg: StudyConfig) -> list[int]:
+    """The seeds of the final runs: ``final_seeds`` fresh ones, none of them the search's."""
+    return list(range(cfg.final_seeds_from, cfg.final_seeds_from + cfg.final_seeds))
 
 
 def final_runs(cfg: StudyConfig, chosen: dict[str, float]) -> list[RunSpec]:
-    """Seeds 1 .. final_seeds-1 of each chosen setting (seed 0 is its search run)."""
-    return [RunSpec("final", name, chosen[name], seed) for name in cfg.optimizers for seed in range(1, cfg.final_seeds)]
+    """The final runs: each chosen setting with every seed of :func:`final_seeds` (fresh: the
+    search run is not one of them, so the reported mean is not biased by the choice)."""
+    return [RunSpec("final", name, chosen[name], seed) for name in cfg.optimizers for seed in final_seeds(cfg)]
 
 
 def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:

@@ -1,26 +1,38 @@
-"""Running the study: one run, the learning-rate choice, the whole study (resumable, shardable).
+r"""Running the study: one run, the learning-rate choice, the whole study (resumable, shardable).
 
-Protocol
---------
-1. **Search.** For every optimizer, every learning rate of its log grid is trained once (seed 0)
-   on the training split; the validation split, carved from the *training* set, picks the
-   learning rate with the best final validation accuracy (:func:`chosen_learning_rates`). The
-   test set plays no part in it.
-2. **Final.** The chosen setting is re-run with seeds 1, 2, ... (seed 0 is the search run
-   itself, which used the same data and initial weights), and reported on the test set as
-   mean +- std over the seeds, with the time to reach a target validation accuracy.
+Protocol (version :data:`~course_lib.study.design.PROTOCOL`)
+-------------------------------------------------------------
+1. **Search.** For every optimizer, every learning rate of its log grid is trained once, with
+   the search seed 0, on the training split; the validation split, carved from the *training*
+   set, picks the learning rate with the best final validation accuracy (text: the lowest
+   validation loss). A search run evaluates no test data: its record holds no test numbers.
+   The validation accuracy :math:`\hat p` of a rate has the standard error
+   :math:`\sqrt{\hat p(1-\hat p)/n_{val}}` (:func:`search_table` states it).
+2. **Grid extension.** A chosen rate at either end of its grid adds one more rate beyond that
+   end, at the grid's ratio there (:math:`\eta_1^2/\eta_2` below, :math:`\eta_k^2/\eta_{k-1}`
+   above), and the search goes on until the chosen rate is interior or ``grid_extensions``
+   rates were added at that end (:func:`lr_search`); then it says so.
+3. **Final.** The chosen rate is re-run on ``final_seeds`` **fresh** seeds (1, 2, ...: the
+   search seed is never in the reported mean, which would otherwise favour the rate that was
+   chosen because its seed-0 run was lucky) and reported on the test set.
 
 Within a seed every optimizer starts from the same initial weights and sees the same batches
 (:func:`train_one` trains through :func:`course_lib.engine.compare.train_variant`); all share
-the epoch budget, the batch size and the schedule (linear warm-up for the first tenth of the
-steps, then linear decay to zero).
+the budget, the batch size, the weight decay (``cfg.weight_decay``: the same decoupled decay
+for all, :func:`decoupled_weight_decay`) and the schedule: linear warm-up for the first tenth of
+the steps, then linear decay to zero. A schedule-free optimizer runs at a constant rate with
+its own warm-up over the same steps (it is built to run without a decay) and is evaluated at
+the point it reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import math
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,11 +48,13 @@ from ..engine.device_data import DeviceData, cifar10_on_device
 from ..engine.loop import History, evaluate, steps_per_epoch
 from ..engine.text import TextData, load_shakespeare, text_on_device
 from ..optim.schedules import warmup_linear_decay
-from .design import RunSpec, StudyConfig, final_runs, optimizer_for, search_runs, shard
+from .design import SEARCH_SEED, RunSpec, StudyConfig, final_runs, is_schedule_free, optimizer_for, search_runs, shard
 from .store import (IncompleteStudy, ResultStore, data_variant, move_aside, provenance, record_provenance,
                     write_config)
 
-__all__ = ["train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra"]
+__all__ = ["train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra", "LrSearch", "lr_search",
+           "search_plan", "search_table", "decoupled_weight_decay", "validation_se", "study_status",
+           "total_steps"]
 
 
 def _loss_fn(cfg: StudyConfig):
@@ -49,17 +63,73 @@ def _loss_fn(cfg: StudyConfig):
     return functools.partial(torch.nn.functional.cross_entropy, label_smoothing=cfg.label_smoothing)
 
 
-def _total_steps(cfg: StudyConfig, train_size: int) -> int:
+def total_steps(cfg: StudyConfig, train_size: int) -> int:
+    """The optimizer steps of one run: ``cfg.steps``, or epochs x batches per epoch."""
     return cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch(train_size, cfg.batch_size)
 
 
-def _schedule(cfg: StudyConfig, train_size: int):
-    """Linear warm-up over the first ``warmup_fraction`` of the steps, then linear decay to zero."""
-    steps_total = _total_steps(cfg, train_size)
-    warmup = min(max(1, round(cfg.warmup_fraction * steps_total)), steps_total - 1)
+def _warmup_steps(cfg: StudyConfig, train_size: int) -> int:
+    steps_total = total_steps(cfg, train_size)
+    return min(max(1, round(cfg.warmup_fraction * steps_total)), steps_total - 1)
+
+
+def _schedule(cfg: StudyConfig, train_size: int, optimizer_cls: type | None = None):
+    """Linear warm-up over the first ``warmup_fraction`` of the steps, then linear decay to zero;
+    None (a constant rate) for a schedule-free optimizer, which warms up by itself."""
+    if optimizer_cls is not None and is_schedule_free(optimizer_cls):
+        return None
+    steps_total = total_steps(cfg, train_size)
+    warmup = _warmup_steps(cfg, train_size)
     # the first step already moves: the warm-up starts at 1/warmup of the peak rate
     return functools.partial(warmup_linear_decay, warmup_steps=warmup, total_steps=steps_total,
                              start_factor=1 / max(1, warmup))  # fmt: skip
+
+
+def decoupled_weight_decay(optimizer_cls: type[torch.optim.Optimizer], weight_decay: float) -> type:
+    r"""``optimizer_cls`` with decoupled weight decay: before each of its steps, every parameter
+    shrinks by the fraction :math:`\lambda\,\eta_t/\eta` (``weight_decay`` times the schedule's
+    factor, :math:`\eta` the rate the optimizer was built with):
+    :math:`\theta \leftarrow (1 - \lambda\eta_t/\eta)\,\theta`, then the optimizer's own step.
+
+    The shrink does not scale with the optimizer's rate (AdamW's :math:`\eta\lambda_{AdamW}` would:
+    the same :math:`\lambda_{AdamW}` would then decay SGD at rate 0.3 a hundred times faster than
+    Adam at 0.003), so every optimizer of a study loses the same fraction of its weights per step.
+    For Adam it is AdamW with :math:`\lambda_{AdamW} = \lambda/\eta`. ``weight_decay == 0``
+    returns the class itself.
+    """
+    if weight_decay == 0:
+        return optimizer_cls
+
+    class Decayed(optimizer_cls):
+        def __init__(self, params, *args, **kwargs):
+            super().__init__(params, *args, **kwargs)
+            for group in self.param_groups:
+                group.setdefault("peak_lr", float(group["lr"]))
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                shrink = weight_decay * float(group["lr"]) / group["peak_lr"] if group["peak_lr"] else 0.0
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.mul_(1 - shrink)
+            return super().step(closure)
+
+    Decayed.__name__ = Decayed.__qualname__ = f"{optimizer_cls.__name__}WithDecay"
+    return Decayed
+
+
+@contextlib.contextmanager
+def _at_reported_point(optimizer):
+    """The model's weights at the point ``optimizer`` reports (a schedule-free one: its average)."""
+    switch = is_schedule_free(type(optimizer))
+    if switch:
+        optimizer.eval()
+    try:
+        yield
+    finally:
+        if switch:
+            optimizer.train()
 
 
 def _history_record(history: History) -> dict:
@@ -79,7 +149,10 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
     ``"val"`` for the per-epoch validation metrics (without it they are None). ``optimizer`` =
     (class, fixed kwargs) overrides the configuration's entry for ``spec.optimizer``
     (``cfg.optimizer_settings``). The schedule is
-    :func:`~course_lib.optim.schedules.warmup_linear_decay` over the whole run. The initial
+    :func:`~course_lib.optim.schedules.warmup_linear_decay` over the whole run (a schedule-free
+    optimizer: a constant rate and its own ``warmup_steps``); every optimizer gets the study's
+    :func:`decoupled_weight_decay`. A search run (``spec.phase == "search"``) is not evaluated on
+    the test set: its record has no ``test_loss``/``test_acc``. The initial
     weights come from ``spec.seed`` (built inside :func:`course_lib.config.seeded`, so the
     caller's generator is left alone), the batches too.
     """
@@ -93,19 +166,28 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
     if cfg.whiten:  # from (at most) the first 5,000 training images, the same for every run
         sample = train_data.batch(torch.arange(min(5000, len(train_data)), device=train_data.device))[0]
         models.init_whitening_(model[0], sample)
+    if is_schedule_free(optimizer_cls) and "warmup_steps" not in fixed:  # its own warm-up, the study's length
+        fixed = {**fixed, "warmup_steps": _warmup_steps(cfg, len(train_data))}
     # Variant's default parameters are the trainable ones: a frozen whitening stem is left out
-    variant = Variant(optimizer_cls, {"lr": spec.lr, **fixed}, schedule=_schedule(cfg, len(train_data)),
-                      loss_fn=_loss_fn(cfg), augment=flip_and_translate if cfg.augment else None)  # fmt: skip
-    history = train_variant(model, variant, train_data, epochs=cfg.epochs, steps=cfg.steps, batch_size=cfg.batch_size,
-                            eval_every=cfg.eval_every, val_data=data.get("val"), seed=spec.seed, progress=progress,
-                            desc=spec.key).history  # fmt: skip
-    test_loss, test_acc = ((float("nan"), float("nan")) if history.diverged
-                           else evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
+    variant = Variant(decoupled_weight_decay(optimizer_cls, cfg.weight_decay), {"lr": spec.lr, **fixed},
+                      schedule=_schedule(cfg, len(train_data), optimizer_cls), loss_fn=_loss_fn(cfg),
+                      augment=flip_and_translate if cfg.augment else None)  # fmt: skip
+    run = train_variant(model, variant, train_data, epochs=cfg.epochs, steps=cfg.steps, batch_size=cfg.batch_size,
+                        eval_every=cfg.eval_every, val_data=data.get("val"), seed=spec.seed, progress=progress,
+                        desc=spec.key)  # fmt: skip
+    history = run.history
+    record = {"key": spec.key, "fingerprint": cfg.fingerprint(), **dataclasses.asdict(spec)}
+    if spec.phase != "search":  # the search never sees the test set: its records hold no test numbers
+        with _at_reported_point(run.optimizer):
+            test_loss, test_acc = ((float("nan"), float("nan")) if history.diverged
+                                   else evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
+        record.update(test_loss=test_loss, test_acc=test_acc)
+    val = data.get("val")
     return {
-        "key": spec.key, "fingerprint": cfg.fingerprint(), **dataclasses.asdict(spec),
-        "test_loss": test_loss, "test_acc": test_acc,
+        **record,
         "final_val_acc": (history.epochs[-1].val_acc if history.epochs and not history.diverged
                           and history.epochs[-1].val_acc is not None else float("nan")),
+        "val_size": len(val) if val is not None else 0,
         "time_to_target": history.time_to("val_acc", cfg.target_accuracy),
         "steps_to_target": history.steps_to("val_acc", cfg.target_accuracy),
         "history": _history_record(history), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -124,23 +206,147 @@ def _selection_score(record: dict, task: str = "cifar10") -> tuple[float, float]
     return (last["val_acc"], -last["val_loss"])
 
 
+def validation_se(accuracy: float, n: int) -> float:
+    """The standard error of an accuracy measured on ``n`` images: sqrt(p(1 - p) / n)."""
+    if not n or not math.isfinite(accuracy):
+        return float("nan")
+    return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+@dataclasses.dataclass(frozen=True)
+class LrSearch:
+    """Where the learning-rate search of one optimizer stands.
+
+    ``grid``: the rates searched so far or to search now (the configured grid and its
+    extensions), ascending; ``missing``: those without a run yet; ``chosen``: the best rate
+    (None while ``missing``); ``added``: the rates the extension added below and above;
+    ``at_bound``: "smallest"/"largest" when the chosen rate is still at that end after
+    ``grid_extensions`` rates were added there (the best may lie beyond), else "".
+    """
+
+    optimizer: str
+    grid: tuple[float, ...]
+    missing: tuple[float, ...]
+    chosen: float | None
+    added: tuple[tuple[float, ...], tuple[float, ...]]
+    at_bound: str
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def _beyond(grid: list[float], end: str) -> float:
+    """One rate beyond ``end`` of the ascending ``grid``, at the grid's ratio there (3 digits)."""
+    ratio = grid[1] / grid[0] if end == "smallest" else grid[-1] / grid[-2]
+    lr = grid[0] / ratio if end == "smallest" else grid[-1] * ratio
+    return float(f"{lr:.3g}")
+
+
+def lr_search(cfg: StudyConfig, name: str, records: list[dict]) -> LrSearch:
+    """The search of optimizer ``name`` as ``records`` have it, with the grid extension of the
+    protocol: while the best rate is at an end of the grid and fewer than ``cfg.grid_extensions``
+    rates were added there, one more rate beyond that end is needed. A grid of one rate is not
+    extended (it has no ratio); a search whose runs all diverged is not extended either."""
+    runs = {}
+    for r in records:  # the first record of each rate counts (duplicates are one run)
+        if r["phase"] == "search" and r["optimizer"] == name and r["fingerprint"] == cfg.fingerprint():
+            runs.setdefault(float(r["lr"]), r)
+    grid = sorted(float(lr) for lr in cfg.lr_grids[name])
+    added = {"smallest": [], "largest": []}
+    while True:
+        missing = tuple(lr for lr in grid if lr not in runs)
+        if missing:
+            return LrSearch(name, tuple(grid), missing, None, (tuple(added["smallest"]), tuple(added["largest"])), "")
+        best = max(grid, key=lambda lr: _selection_score(runs[lr], cfg.task))
+        end = "" if len(grid) < 2 else "smallest" if best == grid[0] else "largest" if best == grid[-1] else ""
+        if not end or not np.isfinite(_selection_score(runs[best], cfg.task)[0]):
+            return LrSearch(name, tuple(grid), (), best, (tuple(added["smallest"]), tuple(added["largest"])), "")
+        if len(added[end]) >= cfg.grid_extensions:
+            return LrSearch(name, tuple(grid), (), best, (tuple(added["smallest"]), tuple(added["largest"])), end)
+        lr = _beyond(grid, end)
+        added[end].append(lr)
+        grid = sorted(grid + [lr])
+
+
+def search_plan(cfg: StudyConfig, records: list[dict]) -> list[RunSpec]:
+    """Every search run the protocol needs as far as ``records`` tell: the configured grids
+    first (in :func:`~course_lib.study.design.search_runs`'s order, so shards keep their share),
+    then the extension rates, optimizer by optimizer. Done runs are included: filter them out."""
+    runs = search_runs(cfg)
+    listed = {r.key for r in runs}
+    for name in cfg.optimizers:
+        for lr in lr_search(cfg, name, records).grid:
+            spec = RunSpec("search", name, lr, SEARCH_SEED)
+            if spec.key not in listed:
+                runs.append(spec)
+                listed.add(spec.key)
+    return runs
+
+
 def chosen_learning_rates(cfg: StudyConfig, records: list[dict]) -> dict[str, float]:
     """Per optimizer, the searched lr with the best final validation accuracy (for the text task:
-    the lowest final validation loss).
+    the lowest final validation loss), after the grid extension of :func:`lr_search`.
 
-    Ties go to the lower final validation loss; a diverged run is never chosen over a finished one.
+    Ties go to the lower final validation loss; a diverged run is never chosen over a finished
+    one. Raises :class:`~course_lib.study.store.IncompleteStudy` while a rate is missing.
     """
     chosen = {}
     for name in cfg.optimizers:
-        runs = [r for r in records if r["phase"] == "search" and r["optimizer"] == name
-                and r["fingerprint"] == cfg.fingerprint()]  # fmt: skip
-        grid = cfg.lr_grids[name]
-        done = {float(r["lr"]) for r in runs} & {float(lr) for lr in grid}  # duplicates count once
-        if len(done) < len(grid):
+        search = lr_search(cfg, name, records)
+        if not search.complete:
             raise IncompleteStudy(f"the learning-rate search for {name} is incomplete "
-                                  f"({len(done)} of {len(grid)} learning rates done); run or merge the search phase first")  # fmt: skip
-        chosen[name] = max(runs, key=lambda r: _selection_score(r, cfg.task))["lr"]
+                                  f"({len(search.grid) - len(search.missing)} of {len(search.grid)} learning rates "
+                                  f"done); run or merge the search phase first")  # fmt: skip
+        chosen[name] = search.chosen
     return chosen
+
+
+def search_table(cfg: StudyConfig, records: list[dict]) -> list[dict]:
+    """One row per search run (ascending rates per optimizer): its final validation accuracy
+    and loss, the accuracy's standard error (:func:`validation_se`), whether it is the chosen
+    rate, and whether the extension added it. No test numbers: the search has none."""
+    rows = []
+    for name in cfg.optimizers:
+        search = lr_search(cfg, name, records)
+        added = set(search.added[0]) | set(search.added[1])
+        done = {}
+        for r in records:
+            if r["phase"] == "search" and r["optimizer"] == name and r["fingerprint"] == cfg.fingerprint():
+                done.setdefault(float(r["lr"]), r)
+        for lr in search.grid:
+            r = done.get(lr)
+            last = r["history"]["epochs"][-1] if r and r["history"]["epochs"] and not r["history"]["diverged"] else {}
+            acc = r["final_val_acc"] if r else float("nan")
+            rows.append({"optimizer": name, "lr": lr, "val_acc": acc,
+                         "val_acc_se": validation_se(acc, r.get("val_size", 0)) if r else float("nan"),
+                         "val_loss": last.get("val_loss", float("nan")), "diverged": bool(r and r["history"]["diverged"]),
+                         "chosen": lr == search.chosen, "added": lr in added, "done": r is not None,
+                         "at_bound": search.at_bound if lr == search.chosen else ""})  # fmt: skip
+    return rows
+
+
+def study_status(cfg: StudyConfig, records: list[dict]) -> dict:
+    """How far the study in ``records`` is: ``runs_done`` of ``runs_needed`` (the search as far
+    as its grid extensions are known, plus ``final_seeds`` runs per optimizer) and a ``label``,
+    ``"complete: n of n runs"`` or ``"partial: k of n runs"`` (``"of at least n"`` while the
+    search may still extend a grid)."""
+    mine = [r for r in records if r["fingerprint"] == cfg.fingerprint()]
+    keys = {r["key"] for r in mine}
+    plan = search_plan(cfg, mine)
+    searches = [lr_search(cfg, name, mine) for name in cfg.optimizers]
+    search_done = sum(spec.key in keys for spec in plan)
+    try:
+        finals = final_runs(cfg, chosen_learning_rates(cfg, mine))
+        final_done = sum(spec.key in keys for spec in finals)
+    except IncompleteStudy:
+        final_done = len({r["key"] for r in mine if r["phase"] == "final"})
+    needed = len(plan) + len(cfg.optimizers) * cfg.final_seeds
+    done = search_done + final_done
+    settled = all(s.complete for s in searches)
+    label = (f"complete: {done} of {needed} runs" if done == needed and settled else
+             f"partial: {done} of {'' if settled else 'at least '}{needed} runs")  # fmt: skip
+    return {"runs_done": done, "runs_needed": needed, "complete": done == needed and settled, "label": label}
 
 
 def load_data(cfg: StudyConfig, device=None, data_dir=None) -> dict[str, DeviceData | TextData]:
@@ -213,26 +419,42 @@ def _run_study_locked(cfg: StudyConfig, out: str | os.PathLike, *, phase: str = 
     out = Path(out)
     store = ResultStore(out / ("results.jsonl" if count == 1 else f"results-{index}-of-{count}.jsonl"))
     write_config(cfg, out)
+    provenance_written = data is None
     if data is None:
         data = load_data(cfg)
         record_provenance(out, provenance(cfg, command, str(data["train"].device), data_variant(task=cfg.task)))
     phases = ["search", "final"] if phase == "all" else [phase]
-    for current in phases:
-        if current == "search":
-            runs = search_runs(cfg)
-        else:
-            merged = ResultStore(out / "results.jsonl").load() if count > 1 else store.load()
-            runs = final_runs(cfg, chosen_learning_rates(cfg, merged))
-        todo = [r for r in shard(runs, index, count) if r.key not in store.done(cfg.fingerprint())]
-        log(f"{current}: {len(runs)} runs in the grid, {len(todo)} to do in this shard")
-        bar = tqdm(todo, desc=f"study ({current})", unit="run", disable=not config.show_progress(progress))
-        for i, spec in enumerate(bar, start=1):
-            bar.set_postfix_str(spec.key)
-            record = train_one(cfg, spec, data, progress=False)
-            store.append(record)
-            log(f"  [{i}/{len(todo)}] {spec.key}: val acc {record['final_val_acc']:.3f}, "
-                f"test acc {record['test_acc']:.3f}, {record['history']['seconds']:.1f} s"
-                + (" (diverged)" if record["history"]["diverged"] else ""))  # fmt: skip
+    merged_path = out / "results.jsonl"
+    start = time.perf_counter()
+    try:
+        for current in phases:
+            while True:
+                # the runs needed as far as the results tell; a shard decides from the merged file
+                # only, so that every shard computes the same list
+                known = ResultStore(merged_path).load() if count > 1 else store.load()
+                runs = (search_plan(cfg, known) if current == "search"
+                        else final_runs(cfg, chosen_learning_rates(cfg, known)))  # fmt: skip
+                done = store.done(cfg.fingerprint())
+                todo = [r for r in shard(runs, index, count) if r.key not in done]
+                log(f"{current}: {len(runs)} runs in the grid, {len(todo)} to do in this shard")
+                if not todo:
+                    break
+                bar = tqdm(todo, desc=f"study ({current})", unit="run", disable=not config.show_progress(progress))
+                for i, spec in enumerate(bar, start=1):
+                    bar.set_postfix_str(spec.key)
+                    record = train_one(cfg, spec, data, progress=False)
+                    store.append(record)
+                    tested = f", test acc {record['test_acc']:.3f}" if "test_acc" in record else ""
+                    log(f"  [{i}/{len(todo)}] {spec.key}: val acc {record['final_val_acc']:.3f}{tested}, "
+                        f"{record['history']['seconds']:.1f} s" + (" (diverged)" if record["history"]["diverged"] else ""))  # fmt: skip
+                if count > 1 or current == "final":
+                    break  # a shard's new runs count only once merged; the final runs are known at once
+    finally:
+        if provenance_written:
+            record_provenance(out, {"wall_s": round(time.perf_counter() - start, 1),
+                                    "status": study_status(cfg, store.load() if count == 1 else
+                                                           ResultStore(merged_path).load() + store.load())},
+                              update_last=True)  # fmt: skip
     return store
 
 

@@ -299,6 +299,9 @@ def load_config(out: str | os.PathLike) -> StudyConfig:
     unknown = set(fields) - known
     if unknown:
         raise ValueError(f"{path}: unknown fields {sorted(unknown)} (written by a newer course_lib?)")
+    # a file without a protocol was written under protocol 1 (search seed in the final mean, test
+    # accuracy in the search): StudyConfig refuses it, so its results are never read as protocol 2's
+    fields.setdefault("protocol", 1)
     # JSON has no tuples: restore them
     if "optimizers" in fields:
         fields["optimizers"] = tuple(fields["optimizers"])
@@ -313,14 +316,28 @@ def load_config(out: str | os.PathLike) -> StudyConfig:
 
 
 def provenance(cfg: StudyConfig, command: str, device: str, data_variant: str) -> dict:
-    """What produced a results file: device, versions (course_lib's git commit too, with
-    ``-dirty`` when the working tree had uncommitted changes), data variant, date, exact command."""
+    """What produced a results file: device, machine (processor) and its cores, versions
+    (course_lib's git commit too, with ``-dirty`` when the working tree had uncommitted changes),
+    data variant, date, exact command. When the invocation ends, the study adds its wall time
+    (``wall_s``) and how far it got (``status``, e.g. "partial: 12 of 61 runs")."""
     return {
         "command": command, "device": device, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": data_variant, "course_lib": _code_version(), "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "platform": platform.platform(), "config": dataclasses.asdict(cfg),
+        "numpy": np.__version__, "platform": platform.platform(), "machine": _machine(), "cores": os.cpu_count(),
+        "config": dataclasses.asdict(cfg),
         "fingerprint": cfg.fingerprint(),
     }  # fmt: skip
+
+
+def _machine() -> str:
+    """The processor's name (from /proc/cpuinfo where there is one) and the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _code_version() -> str:
@@ -351,14 +368,28 @@ def data_variant(data_dir=None, task: str = "cifar10") -> str:
         return "CIFAR-10 (not found)"
     if source.kind == "official":
         return f"CIFAR-10 (official; {source.path.name})"
+    origin = source.path.name
+    if source.path.suffix == ".npz":  # a cache: it names the archive or folder it was decoded from
+        try:
+            with np.load(source.path, allow_pickle=False) as z:
+                origin = Path(json.loads(str(z["meta"]))["source"]["path"]).name
+        except (OSError, KeyError, ValueError, TypeError):
+            pass
+    if "jpeg" in origin.lower() or "jpg" in origin.lower():
+        return f"CIFAR-10 (JPEG copy; {origin})"
     return f"CIFAR-10 (image-folder copy, e.g. the JPEG copy; {source.path.name})"
 
 
-def record_provenance(out: str | os.PathLike, entry: dict) -> None:
-    """Append one invocation's provenance to ``<out>/provenance.json`` (atomically)."""
+def record_provenance(out: str | os.PathLike, entry: dict, *, update_last: bool = False) -> None:
+    """Append one invocation's provenance to ``<out>/provenance.json`` (atomically); with
+    ``update_last``, add ``entry``'s items to the last entry instead (the wall time and status an
+    invocation writes when it ends, finished or interrupted)."""
     path = Path(out) / "provenance.json"
     with FileLock(path.with_name("provenance.json.lock"), wait=60, what=f"{path}"):  # shards share the file
         entries = json.loads(path.read_text()) if path.exists() else []
-        entries.append(entry)
+        if update_last and entries:
+            entries[-1].update(entry)
+        else:
+            entries.append(entry)
         atomic_write_text(path, json.dumps([_encode(e) for e in entries], indent=2, default=str,
                                            allow_nan=False))  # fmt: skip
