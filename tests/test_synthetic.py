@@ -160,3 +160,34 @@ def test_brightest_channel_images():
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     with pytest.raises(ValueError, match="classes"):
         brightest_channel_images(classes=4)
+
+
+def test_weight_decay_grid_shapes_pairing_and_limits():
+    lrs, lams = [1e-2, 3e-2], [0.0, 0.3, 30.0]
+    adamw = synthetic.weight_decay_grid(optim.AdamW, lrs, lams, steps=200, seeds=(0, 1, 2))
+    assert adamw.val_loss.shape == (2, 3, 3) and adamw.mean.shape == (2, 3)
+    # λ = 0: AdamW is Adam, and every cell of a seed shares data, start and batches
+    adam = synthetic.weight_decay_grid(optim.Adam, lrs, lams, steps=200, seeds=(0, 1, 2))
+    np.testing.assert_array_equal(adamw.val_loss[:, 0], adam.val_loss[:, 0])
+    assert not np.allclose(adamw.val_loss[:, 1], adam.val_loss[:, 1])   # L2 is not decoupled decay
+    # ηλT = 0.03·30·200 = 180 windows: the weights are shrunk to about 0 (the decay's fixed point
+    # |θ| <~ 1/λ), so the validation loss is close to that of predicting 0, i.e. about 0.5·E[y²] ≈ 4.6
+    assert 3.0 < adamw.mean[1, 2] < 5.0
+    # decay helps here: the moderate λ beats both no decay and the crushing one, at each lr
+    assert (adamw.best_decay() == 0.3).all()
+
+
+def test_weight_decay_grid_near_best_uses_paired_noise():
+    g = synthetic.DecayGrid(lrs=(0.1,), weight_decays=(0.0, 1.0, 2.0), seeds=(0, 1, 2), steps=1,
+                            val_loss=np.array([[[2.0, 2.1, 1.9], [1.0, 1.2, 0.8], [1.05, 1.25, 0.85]]]))
+    # cell 2 is 0.05 worse than cell 1 on every seed: a paired difference with zero spread
+    assert g.best_decay().tolist() == [1.0]
+    assert g.near_best().tolist() == [[False, True, False]]
+    noisy = synthetic.DecayGrid(lrs=(0.1,), weight_decays=(0.0, 1.0), seeds=(0, 1, 2), steps=1,
+                                val_loss=np.array([[[1.0, 1.2, 0.8], [1.3, 0.9, 0.9]]]))
+    assert noisy.near_best().tolist() == [[True, True]]   # 0.033 ± 0.2: within noise
+    with pytest.raises(ValueError, match="two seeds"):
+        synthetic.DecayGrid(lrs=(0.1,), weight_decays=(0.0,), seeds=(0,), steps=1,
+                            val_loss=np.zeros((1, 1, 1))).near_best()
+    with pytest.raises(ValueError, match="at least one"):
+        synthetic.weight_decay_grid(optim.AdamW, [], [0.0], steps=1)

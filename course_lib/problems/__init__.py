@@ -18,8 +18,8 @@ from .quadratic import (gd_contraction, gd_steps_bound, max_stable_lr, momentum_
                         momentum_max_stable_lr, momentum_rate, optimal_lr, optimal_momentum, steps_at_rate)
 from .runs import (DIVERGENCE_NORM, Trajectory, basin_labels, gradient_norms, run_many, run_optimizer, tune_lr,
                    run_optimizers, trace_optimizer)
-from .synthetic import (LinearFit, SparseRegression, brightest_channel_images, fit_linear, sparse_regression,
-                        steady_gradients)
+from .synthetic import (DecayGrid, LinearFit, SparseRegression, brightest_channel_images, fit_linear,
+                        sparse_regression, steady_gradients, weight_decay_grid)
 
 __all__ = [
     "landscapes", "quadratic", "runs", "synthetic",
@@ -29,6 +29,6 @@ __all__ = [
     "momentum_rate", "momentum_max_stable_lr", "optimal_momentum", "steps_at_rate",
     "DIVERGENCE_NORM", "Trajectory", "run_optimizer", "run_optimizers", "run_many", "tune_lr", "basin_labels",
     "gradient_norms", "trace_optimizer",
-    "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients",
+    "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients", "DecayGrid", "weight_decay_grid",
     "brightest_channel_images",
 ]  # fmt: skip

@@ -33,6 +33,16 @@ A stream :math:`g_t = s \odot z_t`, :math:`z_t \sim \mathcal N(0, I)`: gradients
 not shrink over time, like mini-batch gradients at the bottom of a noisy loss. Fed to Adagrad,
 :math:`G_t = \sum_{k \le t} g_k^2 \approx t\, s^2`, so the effective learning rate
 :math:`\eta / (\sqrt{G_t} + \epsilon)` falls like :math:`\eta / (s \sqrt t)`.
+
+Weight decay over a learning-rate grid (:func:`weight_decay_grid`)
+------------------------------------------------------------------
+An over-parameterised regression (:math:`d` features > :math:`n` samples) with noisy labels,
+features of decreasing scale (:math:`x_{ij} \sim \mathcal N(0, s_j^2)`, :math:`s_j` from 1 down
+to 0.1) and a **random start** :math:`w_0 \sim \mathcal N(0, I)`, as a network's initial weights
+are random. Without decay the fit keeps much of the start and fits the label noise, so weight
+decay has an interior optimum on held-out data. :func:`weight_decay_grid` trains one weight
+vector per (learning rate, :math:`\lambda`, seed) for a fixed number of mini-batch steps and
+returns their validation losses: a small version of Loshchilov & Hutter's (2019) figure 2.
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ DIVERGENCE_FACTOR = 1e6
 """:func:`fit_linear` marks a run diverged once its loss exceeds this multiple of the starting loss."""
 
 __all__ = ["DIVERGENCE_FACTOR", "SparseRegression", "sparse_regression", "LinearFit", "fit_linear", "steady_gradients",
-           "brightest_channel_images"]
+           "brightest_channel_images", "DecayGrid", "weight_decay_grid"]
 
 
 @dataclass(frozen=True)
@@ -230,3 +240,106 @@ def brightest_channel_images(n: int = 256, seed: int = 0, classes: int = 3,
     images = rng.integers(0, 100, (n, size, size, 3)).astype(np.uint8)
     images[np.arange(n), :, :, labels] += 120
     return images, labels
+
+
+@dataclass(frozen=True)
+class DecayGrid:
+    r"""Validation losses of :func:`weight_decay_grid`: ``val_loss[i, j, k]`` for learning rate
+    ``lrs[i]``, weight decay ``weight_decays[j]`` and seed ``seeds[k]`` (NaN for a run whose
+    loss stopped being finite). Every (lr, λ) pair of one seed saw the same data, start and
+    batches, so differences between cells of one seed are *paired*."""
+
+    lrs: tuple[float, ...]
+    weight_decays: tuple[float, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    val_loss: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean validation loss over seeds, ``len(lrs)`` x ``len(weight_decays)``."""
+        return self.val_loss.mean(axis=2)
+
+    def best_decay(self) -> np.ndarray:
+        """For each learning rate, the weight decay with the lowest mean validation loss."""
+        mean = np.where(np.isfinite(self.mean), self.mean, np.inf)
+        return np.asarray(self.weight_decays)[mean.argmin(axis=1)]
+
+    def near_best(self, n_se: float = 2.0) -> np.ndarray:
+        r"""Boolean ``len(lrs)`` x ``len(weight_decays)``: cells whose loss is within ``n_se``
+        standard errors of the best cell *of the same learning rate*, the standard error being
+        that of the paired difference over seeds, :math:`\mathrm{sd}_k(L_{ijk} - L_{ij^*k})/\sqrt{K}`
+        (the best cell itself is always in the set)."""
+        if len(self.seeds) < 2:
+            raise ValueError("near_best needs at least two seeds to estimate the noise")
+        mean = np.where(np.isfinite(self.mean), self.mean, np.inf)
+        best = mean.argmin(axis=1)
+        out = np.zeros(mean.shape, dtype=bool)
+        for i, j_best in enumerate(best):
+            diff = self.val_loss[i] - self.val_loss[i, j_best][None, :]
+            se = diff.std(axis=1, ddof=1) / np.sqrt(len(self.seeds))
+            out[i] = np.isfinite(diff).all(axis=1) & (diff.mean(axis=1) <= n_se * se)
+            out[i, j_best] = True
+        return out
+
+
+def weight_decay_grid(
+    optimizer_cls: type,
+    lrs,
+    weight_decays,
+    *,
+    steps: int,
+    seeds=(0, 1, 2),
+    n_samples: int = 60,
+    n_features: int = 120,
+    noise_std: float = 0.5,
+    batch_size: int = 10,
+    n_val: int = 2000,
+    **optimizer_kwargs: Any,
+) -> DecayGrid:
+    r"""Train ``optimizer_cls`` at every (learning rate, weight decay) pair on the over-parameterised
+    regression of the module docstring (one problem per seed) and return the validation losses.
+
+    For seed :math:`k`: features :math:`x \sim \mathcal N(0, \mathrm{diag}(s)^2)` with
+    :math:`s` log-spaced from 1 to 0.1, a teacher :math:`w^* \sim \mathcal N(0, I)\cdot 3/\lVert s\rVert`
+    (so :math:`\mathrm{Var}(x^\top w^*) \approx 9`), :math:`y = x^\top w^* + \sigma\varepsilon`,
+    ``n_samples`` training and ``n_val`` validation samples, and a start :math:`w_0 \sim \mathcal N(0, I)`.
+    Each run minimises :math:`\frac{1}{2B}\sum_{i \in \text{batch}} (x_i^\top w - y_i)^2` for
+    ``steps`` steps on batches drawn with replacement from a seeded generator; the validation
+    loss is :math:`\frac{1}{2 n_{val}} \sum (x^\top w - y)^2` at the end. All runs go through
+    one optimizer object, one parameter group per (lr, λ) holding a ``len(seeds)`` x ``d``
+    tensor (the rule is elementwise, so seeds cannot interact).
+    """
+    lrs, weight_decays, seeds = tuple(map(float, lrs)), tuple(map(float, weight_decays)), tuple(map(int, seeds))
+    if steps < 1 or batch_size < 1 or n_samples < 1 or n_features < 1 or n_val < 1:
+        raise ValueError("steps, batch_size, n_samples, n_features and n_val must be >= 1")
+    if not lrs or not weight_decays or not seeds:
+        raise ValueError("need at least one learning rate, one weight decay and one seed")
+    scales = torch.logspace(0, -1, n_features, dtype=torch.float64)
+    X, y, Xv, yv, starts = [], [], [], [], []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        X.append(torch.randn(n_samples, n_features, generator=gen, dtype=torch.float64) * scales)
+        Xv.append(torch.randn(n_val, n_features, generator=gen, dtype=torch.float64) * scales)
+        w_true = torch.randn(n_features, generator=gen, dtype=torch.float64) * 3 / scales.norm()
+        y.append(X[-1] @ w_true + noise_std * torch.randn(n_samples, generator=gen, dtype=torch.float64))
+        yv.append(Xv[-1] @ w_true + noise_std * torch.randn(n_val, generator=gen, dtype=torch.float64))
+        starts.append(torch.randn(n_features, generator=gen, dtype=torch.float64))
+    X, y, Xv, yv, start = map(torch.stack, (X, y, Xv, yv, starts))  # seeds first
+    pairs = [(lr, wd) for lr in lrs for wd in weight_decays]
+    params = [torch.nn.Parameter(start.clone()) for _ in pairs]
+    optimizer = optimizer_cls([dict(params=[p], lr=lr, weight_decay=wd, **optimizer_kwargs)
+                               for p, (lr, wd) in zip(params, pairs)])
+    batches = torch.Generator().manual_seed(10_000 + seeds[0])
+    rows = torch.arange(len(seeds))[:, None]
+    for _ in range(steps):
+        index = torch.randint(0, n_samples, (len(seeds), batch_size), generator=batches)
+        residual = torch.einsum("sbd,csd->csb", X[rows, index], torch.stack(params)) - y[rows, index]
+        optimizer.zero_grad()
+        (0.5 * (residual ** 2).mean(dim=2).sum()).backward()
+        optimizer.step()
+    with torch.no_grad():
+        residual = torch.einsum("snd,csd->csn", Xv, torch.stack(params)) - yv
+        val = (0.5 * (residual ** 2).mean(dim=2)).numpy()
+    val = np.where(np.isfinite(val), val, np.nan).reshape(len(lrs), len(weight_decays), len(seeds))
+    return DecayGrid(lrs=lrs, weight_decays=weight_decays, seeds=seeds, steps=steps, val_loss=val)
