@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab lab-instructor test test-browser test-full site student-copies clean-venv
+.PHONY: setup lab lab-instructor slides test test-browser test-full site student-copies clean-venv
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 LAB_DIR ?=
 lab: setup
 	$(BIN)/python -m course_lib.teaching.lab $(if $(LAB_DIR),--dir=$(LAB_DIR)) $(LAB_ARGS)
+
+## present: a fresh presentation copy in slides/ (a slide per heading, no solutions), then Alt+R
+slides: setup
+	$(BIN)/python -m course_lib.teaching.lab --slides $(if $(LAB_DIR),--dir=$(LAB_DIR)) $(LAB_ARGS)
 
 ## open the tracked notebooks, with the solutions, autosave off (for instructors)
 lab-instructor: setup

@@ -63,3 +63,66 @@ def html_title(page: str) -> str:
     import html
 
     return html.unescape(re.search(r"<title>(.*?)</title>", page, flags=re.S).group(1).strip())
+
+
+# --------------------------------------------------------------------------------------------
+# the presentation copy (make slides)
+# --------------------------------------------------------------------------------------------
+
+
+def test_headings_start_their_own_slide_in_the_presentation_copy():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title\n\nintro"),
+        nbformat.v4.new_code_cell("import numpy"),
+        nbformat.v4.new_markdown_cell("text first\n\n## Section 5\n\nbody\n\n```python\n## not a heading\n```"),
+        nbformat.v4.new_markdown_cell("## Summary\n\n- a\n\n## Exercises\n\n**1.** Write `f`.\n\n$$\n## x\n$$"),
+        nbformat.v4.new_code_cell("def f():\n    return 1", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell("exercises.check_function(f, g, [()])"),
+        nbformat.v4.new_markdown_cell("**2.** Why?"),
+        nbformat.v4.new_markdown_cell("*Answer:* because", metadata={"tags": ["solution"]}),
+    ])  # fmt: skip
+    out = slides.presentation_copy(nb)
+    assert len(nb.cells) == 8  # the original is left alone
+    kinds = [(c.cell_type, c.source.split("\n")[0], c.metadata['slideshow']['slide_type']) for c in out.cells]
+    assert kinds == [
+        ("markdown", "# Title", "slide"), ("code", "import numpy", "skip"),
+        ("markdown", "text first", "-"), ("markdown", "## Section 5", "slide"),
+        ("markdown", "## Summary", "slide"), ("markdown", "## Exercises", "slide"),
+        ("code", "def f():", "skip"), ("code", "exercises.check_function(f, g, [()])", "skip"),
+        ("markdown", "**2.** Why?", "-"), ("markdown", "*Answer:* because", "skip"),
+    ]  # fmt: skip
+    assert "## not a heading" in out.cells[3].source and "## x" in out.cells[5].source
+    assert out.metadata.rise["width"] == 1280 and out.metadata.rise["height"] == 720
+    assert out.metadata.rise["scroll"] is True
+
+
+def test_long_markdown_becomes_sub_slides_at_blank_lines():
+    paragraphs = [f"paragraph {i} line a\nparagraph {i} line b\nparagraph {i} line c" for i in range(10)]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## Long\n\n" + "\n\n".join(paragraphs))])
+    assert slides.split_long_markdown(nb, max_lines=9) == 1
+    assert all(len(c.source.split("\n")) <= 9 for c in nb.cells)
+    assert "\n\n".join(c.source for c in nb.cells) == "## Long\n\n" + "\n\n".join(paragraphs)
+    assert [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells[1:]] == ["subslide"] * (len(nb.cells) - 1)
+    # a single paragraph longer than the limit cannot be cut
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("\n".join(f"l{i}" for i in range(30)))])
+    assert slides.split_long_markdown(nb, max_lines=9) == 0 and len(nb.cells) == 1
+
+
+def test_every_chapter_presents_a_slide_per_section_without_solutions(tmp_path):
+    written = slides.write_presentation(ROOT / "notebooks", tmp_path)
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    assert ".jp-Notebook-footer { display: none" in (tmp_path / "rise.css").read_text()
+    for path in written:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        original = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+        headings = sum(len(re.findall(r"^## ", c.source, flags=re.M)) for c in original.cells if c.cell_type == "markdown")
+        starts = [c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+        assert len(starts) >= headings, path.name  # (a "## " inside a code fence is not a heading)
+        assert all(c.metadata['slideshow']['slide_type'] == "slide" for c in starts), path.name
+        for cell in nb.cells:
+            if "solution" in cell.metadata.get("tags", []) or "exercises.check_" in cell.source:
+                assert cell.metadata['slideshow']['slide_type'] == "skip", (path.name, cell.source[:40])
+            if cell.cell_type == "markdown" and cell.metadata['slideshow']['slide_type'] != "skip":
+                lines = len(cell.source.split("\n"))
+                assert lines <= slides.SLIDE_MARKDOWN_LINES or "\n\n" not in cell.source, (path.name, cell.source[:60])

@@ -6,6 +6,11 @@ the git-ignored working copy ``work/`` and opens JupyterLab there. Later uses ke
 student changed and only add chapters that are new. The tracked notebooks are never opened, so
 JupyterLab's autosave cannot change them.
 
+``make slides`` (``--slides``) writes the presentation copy of the notebooks
+(:func:`course_lib.teaching.slides.write_presentation`: a slide per heading, solutions and checks
+left out, 1280x720 with scrolling as the fallback) into the git-ignored ``slides/``, remade on
+every start, and opens it: run the set-up cells, then press Alt+R to present.
+
 ``make lab-instructor`` (``--instructor``) opens the tracked ``notebooks/`` with the solutions,
 with autosave turned off (JupyterLab reads its user settings from a folder inside the virtual
 environment, where ``autosave`` is ``false``): a notebook there changes only when the
@@ -26,12 +31,16 @@ from pathlib import Path
 
 from .. import config
 from ..files import atomic_write_text
+from .slides import write_presentation
 from .student_copies import make_working_copy
 
-__all__ = ["WORK_DIR", "AUTOSAVE_OFF", "lab_command", "instructor_settings_dir", "main"]
+__all__ = ["WORK_DIR", "SLIDES_DIR", "AUTOSAVE_OFF", "lab_command", "instructor_settings_dir", "main"]
 
 WORK_DIR = "work"
 """The students' working copy, relative to the repository root (git-ignored)."""
+
+SLIDES_DIR = "slides"
+"""The presentation copy, relative to the repository root (git-ignored, remade by ``--slides``)."""
 
 AUTOSAVE_OFF = {"@jupyterlab/docmanager-extension": {"plugin.jupyterlab-settings": {"autosave": False}}}
 """JupyterLab user settings for the instructor: folder -> file -> settings."""
@@ -61,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.teaching.lab", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     parser.add_argument("--instructor", action="store_true", help="open the tracked notebooks (solutions), autosave off")
+    parser.add_argument("--slides", action="store_true", help="open a fresh presentation copy (slides/) for the slideshow")
     parser.add_argument("--dir", default=None, help=f"the students' working copy (default: {WORK_DIR}/ in the repository)")
     parser.add_argument("--dry-run", action="store_true", help="prepare the folder and print the command, do not start it")
     args, lab_args = parser.parse_known_args(argv)
@@ -72,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["JUPYTERLAB_SETTINGS_DIR"] = str(instructor_settings_dir(sys.prefix))
         print(f"Instructor mode: the tracked notebooks in {lab_dir}, with the solutions. Autosave is off: "
               "save with Ctrl+S, and clear the outputs before committing.")  # fmt: skip
+    elif args.slides:
+        lab_dir = Path(args.dir) if args.dir else root / SLIDES_DIR
+        written = write_presentation(notebooks, lab_dir)
+        print(f"Presentation copy of {len(written)} chapters in {lab_dir} (remade on every `make slides`: "
+              "changes there are not kept). Open a chapter, run it (Run > Run All Cells), press Alt+R "
+              "to present; Space/Shift+Space next/previous, Alt+R again to leave.")  # fmt: skip
     else:
         lab_dir = Path(args.dir) if args.dir else root / WORK_DIR
         added, kept = make_working_copy(notebooks, lab_dir)
