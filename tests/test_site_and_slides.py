@@ -34,17 +34,66 @@ def test_slide_rule():
     assert slides.apply_slide_metadata(nb) == 0
 
 
-def test_chapter_info_and_a_failing_notebook(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Broken\n\nIt fails.\n\nMore."),
-                                         nbformat.v4.new_code_cell("1 / 0")])  # fmt: skip
+def _notebook(*cells):
+    nb = nbformat.v4.new_notebook(cells=list(cells))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    info = site.chapter_info(nb, "99-broken.ipynb")
-    assert (info.title, info.summary, info.page) == ("Broken", "It fails.", "99-broken.html")
+    return nb
+
+
+def test_a_failing_or_hanging_chapter_does_not_lose_the_others(tmp_path):
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     (tmp_path / "nb").mkdir()
-    nbformat.write(nb, tmp_path / "nb" / "99-broken.ipynb")
-    with pytest.raises(RuntimeError, match="99-broken.ipynb failed"):
-        site.build_site(tmp_path / "nb", tmp_path / "out", log=lambda *_: None)
-    assert not (tmp_path / "out" / "index.html").exists()
+    notebooks = {
+        "01-fine.ipynb": _notebook(md("# Fine\n\nThe **loss** $f(\\theta)$, then [the next](02-broken.ipynb)."),
+                                   code("print('ran 01')")),
+        "02-broken.ipynb": _notebook(md("# Broken\n\nIt fails.\n\nMore."), code("print('before')"), code("1 / 0"),
+                                     code("print('never')")),
+        "03-hangs.ipynb": _notebook(md("# Hangs\n\nIt sleeps."), code("import time\ntime.sleep(60)")),
+        "04-last.ipynb": _notebook(md("# Last\n\nThe end."), code("print('ran 04')")),
+    }  # fmt: skip
+    for name, nb in notebooks.items():
+        nbformat.write(nb, tmp_path / "nb" / name)
+    info = site.chapter_info(notebooks["02-broken.ipynb"], "02-broken.ipynb")
+    assert (info.title, info.summary, info.page) == ("Broken", "It fails.", "02-broken.html")
+    indexes = []
+    chapters = site.build_site(tmp_path / "nb", tmp_path / "out", timeout=5,
+                               log=lambda *_: indexes.append((tmp_path / "out" / "index.html").read_text()))  # fmt: skip
+    assert [c.error is None for c in chapters] == [True, False, False, True]
+    assert "ZeroDivisionError" in chapters[1].error and "timeout of 5 s" in chapters[2].error
+    # the index is written as pages finish: after the first page, the others are still pending
+    assert indexes[0].count("not built yet") == 3 and indexes[-1].count("not built yet") == 0
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "failed: ZeroDivisionError" in index and "failed: CellTimeoutError" in index
+    assert "<strong>loss</strong>" in index and "**" not in index  # summaries rendered
+    assert "$f(\\theta)$" in index and "MathJax" in index  # math left for MathJax, readable without it
+    broken = (tmp_path / "out" / "02-broken.html").read_text()
+    assert "did not finish" in broken and "ZeroDivisionError" in broken and "before" in broken
+    assert "CellTimeoutError" in (tmp_path / "out" / "03-hangs.html").read_text()
+    fine = (tmp_path / "out" / "01-fine.html").read_text()
+    assert 'href="02-broken.html"' in fine and ".ipynb" not in re.sub(r"<script.*?</script>", "", fine, flags=re.S)
+    assert 'href="index.html"' in fine and 'rel="next"' in fine and 'rel="prev"' not in fine
+    last = (tmp_path / "out" / "04-last.html").read_text()
+    assert 'href="03-hangs.html" rel="prev"' in last and "ran 04" in last and "did not finish" not in last
+    assert site.main(["--notebooks", str(tmp_path / "nb"), "--out", str(tmp_path / "o2"), "--timeout", "5",
+                      "--only", "01-fine.ipynb"]) == 0  # fmt: skip
+    assert site.main(["--notebooks", str(tmp_path / "nb"), "--out", str(tmp_path / "o3"), "--timeout", "5",
+                      "--only", "02-broken.ipynb"]) == 1  # fmt: skip
+
+
+def test_the_animation_player_needs_no_icon_font():
+    from course_lib.plots import animation_html
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    fig, ax = plt.subplots()
+    (line,) = ax.plot([0, 1], [0, 1])
+    player = animation_html(FuncAnimation(fig, lambda i: line.set_ydata([0, i]), frames=3)).data
+    assert 'class="fa fa-play"' in player
+    offline = site._offline_player(player)
+    assert "fa fa-" not in offline and "\u25b6" in offline
 
 
 def test_the_site_has_every_chapter_with_its_figures(tmp_path):
@@ -52,6 +101,7 @@ def test_the_site_has_every_chapter_with_its_figures(tmp_path):
     assert [c.notebook for c in chapters] == [p.name for p in NOTEBOOKS]
     index = (tmp_path / "index.html").read_text()
     for chapter in chapters:
+        assert chapter.error is None, f"{chapter.notebook}: {chapter.error}"
         page = (tmp_path / chapter.page).read_text()
         assert html_title(page) == chapter.title
         assert chapter.figures > 0, f"{chapter.notebook} has no figures"
