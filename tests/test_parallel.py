@@ -1,5 +1,7 @@
 """course_lib.techniques.parallel: DDP equals the big batch (two gloo processes), torchrun launch, pipeline maths.
 
+The pipeline engine (torch.distributed.pipelining) is tested in test_parallel_pipelining.py.
+
 The multi-process tests start real processes on 127.0.0.1 (free ports, timeouts); each checks
 that no child process is left behind.
 """
@@ -11,7 +13,6 @@ import time
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from course_lib.techniques import parallel
 from course_lib.techniques.parallel import launch
@@ -93,41 +94,6 @@ def test_handoff_passes_values_and_gradients():
     a_layer.zero_grad(), b_layer.zero_grad()
     b_layer(a_layer(x)).pow(2).sum().backward()
     assert torch.allclose(split, parallel.flat_grad([a_layer, b_layer]))
-
-
-@pytest.mark.parametrize("micro_batches", [1, 3, 4])
-def test_pipeline_step_gives_the_full_batch_gradient(micro_batches):
-    torch.manual_seed(0)
-    model = parallel.pipeline_mlp(width=64, depth=4)
-    stages = parallel.split_stages(model, 2)
-    x, y = torch.randn(48, 64), torch.randint(0, 10, (48,))
-    run = parallel.run_pipeline(stages, x, y, micro_batches)
-    model.zero_grad()
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    assert run.loss == pytest.approx(loss.item(), rel=1e-5)
-    assert torch.allclose(run.grad, parallel.flat_grad(model), atol=1e-6)
-    tl = run.timeline
-    assert len(tl.intervals) == 2 * 2 * micro_batches
-    # stage 2 starts a micro-batch only after stage 1 finished it; backward flows the other way
-    get = {(i.stage, i.kind, i.micro_batch): i for i in tl.intervals}
-    for m in range(micro_batches):
-        assert get[(0, "F", m)].end <= get[(1, "F", m)].start
-        assert get[(1, "B", m)].end <= get[(0, "B", m)].start
-    assert all(0 <= b < 1 for b in tl.bubble)
-
-
-def test_measured_bubble_without_micro_batches_is_at_least_half():
-    """With one micro-batch the two stages take turns: the step lasts at least their summed busy
-    time, so together they idle at least half of it (exactly, on any machine under any load)."""
-    torch.manual_seed(0)
-    stages = parallel.split_stages(parallel.pipeline_mlp(width=128, depth=4), 2)
-    x, y = torch.randn(128, 128), torch.randint(0, 10, (128,))
-    runs = parallel.measure_pipeline(stages, x, y, (1, 4), repeats=1)
-    one = runs[1].timeline
-    assert one.mean_bubble >= 0.5 - 1e-9 and one.theory == 0.5
-    assert one.makespan >= sum(one.busy) - 1e-9
-    assert runs[4].timeline.theory == pytest.approx(0.2)
 
 
 def test_plot_pipeline_timeline():
@@ -240,3 +206,18 @@ def test_spawn_refuses_a_worker_defined_in_a_notebook(monkeypatch):
     with pytest.raises(ValueError, match="move it into a module"):
         parallel.spawn(cell_function, 2)
     _no_children_left()
+
+
+def test_machine_ceiling_two_processes():
+    c = parallel.machine_ceiling(2, steps=2, width=32, repeats=1, timeout=120)
+    assert c.world_size == 2 and len(c.alone) == 2 and len(c.together) == 2
+    assert all(t > 0 for t in c.alone + c.together)
+    assert c.slowdown == pytest.approx((c.together[0] / c.alone[0] + c.together[1] / c.alone[1]) / 2)
+    assert c.speedup == pytest.approx(2 / c.slowdown)
+    _no_children_left()
+
+
+def test_ceiling_arithmetic():
+    c = parallel.Ceiling(world_size=2, alone=[1.0, 1.0], together=[1.9, 1.9], job="x")
+    assert c.slowdown == pytest.approx(1.9) and c.speedup == pytest.approx(2 / 1.9)
+    assert parallel.Ceiling(2, [1.0, 2.0], [1.0, 2.0], "free cores").speedup == pytest.approx(2.0)

@@ -6,16 +6,21 @@ r"""Parallel training: data parallelism on ``torch.distributed``, and pipelined 
 ``ddp``           DDP's averaged gradient against the big batch's, over real processes
                   (:func:`ddp_gradient_checks`, :func:`ddp_check_worker`), and the small maths
                   (:func:`weighted_gradient_average`, :func:`flat_grad`, :func:`flat_params`)
-``throughput``    samples per second for a fixed total batch, 1 vs several processes and
-                  threads: :func:`ddp_throughputs`
-``pipeline``      stages, hand-offs, GPipe schedules, measured timelines and bubbles
+``throughput``    the machine's ceiling for parallel work (:func:`machine_ceiling`), and samples
+                  per second for a fixed total batch, 1 vs several processes and threads:
+                  :func:`ddp_throughputs`
+``pipeline``      the maths of pipelines: stages, hand-offs, GPipe's simulated schedule, its
+                  bubble and makespan, timeline plots
+``pipelining``    GPipe and 1F1B on ``torch.distributed.pipelining`` across processes: timelines,
+                  micro-batches in flight, activation bytes, gradients (:func:`pipeline_runs`)
+``memory``        bytes saved for backward, live and peak (:class:`SavedActivations`)
 ``ddp_training``  data-parallel CIFAR-10 training under ``torchrun`` (:func:`main`,
                   :func:`train_ddp`) and starting it from Python (:func:`run_torchrun`)
 ================  ==========================================================================
 
 Notebooks write ``from course_lib.techniques import parallel`` (it is not imported by
 ``course_lib.techniques`` itself, since it loads ``torch.distributed``) and use
-``parallel.spawn``, ``parallel.ddp_gradient_checks``, ``parallel.run_pipeline``, ...
+``parallel.spawn``, ``parallel.ddp_gradient_checks``, ``parallel.pipeline_runs``, ...
 
 Data parallelism (DDP)
 ----------------------
@@ -51,27 +56,31 @@ micro-batch on every stage, each stage is idle for a fraction
 
 .. math:: \text{bubble} = \frac{S-1}{M+S-1}
 
-of the step (:func:`bubble_fraction`). :func:`gpipe_schedule` simulates that ideal schedule;
-:func:`run_pipeline` really runs it, one thread per stage (each with one intra-op thread, as
-stand-ins for devices), records every stage's busy intervals and measures the bubble;
+of the step (:func:`bubble_fraction`; with unequal stages the step lasts
+:math:`\sum_s t_s + (M-1)\max_s t_s`, :func:`gpipe_makespan`). :func:`gpipe_schedule` simulates
+that ideal schedule; :func:`pipeline_runs` runs GPipe and 1F1B (PipeDream-Flush) on torch's
+engine, one process per stage, and measures their timelines, the micro-batches each stage holds
+(GPipe :math:`M`, 1F1B at most :math:`S`) and the activation bytes;
 :func:`plot_pipeline_timeline` draws the timelines.
 """
 
-from . import ddp, ddp_training, launch, pipeline, throughput
+from . import ddp, ddp_training, launch, memory, pipeline, pipelining, throughput
 from .ddp import DDPCheck, ddp_check_worker, ddp_gradient_checks, flat_grad, flat_params, weighted_gradient_average
 from .ddp_training import TorchrunResult, main, run_torchrun, torchrun_command, train_ddp
 from .launch import WorkerError, free_port, spawn
-from .pipeline import (Interval, PipelineRun, PipelineTimeline, bubble_fraction, gpipe_schedule, handoff,
-                       measure_pipeline, pipeline_mlp, plot_pipeline_timeline, run_pipeline, sequential_seconds,
-                       split_stages)
-from .throughput import Throughput, ddp_throughputs
+from .memory import SavedActivations
+from .pipeline import (Interval, PipelineTimeline, bubble_fraction, gpipe_makespan, gpipe_schedule, handoff,
+                       pipeline_mlp, plot_pipeline_timeline, split_stages)
+from .pipelining import SCHEDULES, PipelineRun, in_flight_limit, pipeline_runs, pipeline_worker
+from .throughput import Ceiling, Throughput, ceiling_worker, ddp_throughputs, machine_ceiling
 
 __all__ = [
-    "launch", "ddp", "throughput", "pipeline", "ddp_training",
+    "launch", "ddp", "throughput", "pipeline", "pipelining", "memory", "ddp_training",
     "WorkerError", "free_port", "spawn",
     "weighted_gradient_average", "flat_grad", "flat_params", "DDPCheck", "ddp_check_worker", "ddp_gradient_checks",
-    "Throughput", "ddp_throughputs",
-    "bubble_fraction", "Interval", "PipelineTimeline", "PipelineRun", "gpipe_schedule", "pipeline_mlp",
-    "split_stages", "handoff", "run_pipeline", "measure_pipeline", "sequential_seconds", "plot_pipeline_timeline",
+    "Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs",
+    "bubble_fraction", "gpipe_makespan", "Interval", "PipelineTimeline", "gpipe_schedule", "pipeline_mlp",
+    "split_stages", "handoff", "plot_pipeline_timeline", "SavedActivations",
+    "SCHEDULES", "in_flight_limit", "PipelineRun", "pipeline_worker", "pipeline_runs",
     "TorchrunResult", "torchrun_command", "run_torchrun", "train_ddp", "main",
 ]  # fmt: skip

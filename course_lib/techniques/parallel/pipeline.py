@@ -1,33 +1,29 @@
-r"""Pipeline (model) parallelism: stages, hand-offs, GPipe schedules, timelines and bubbles.
+r"""Pipeline (model) parallelism, the maths: stages, hand-offs, GPipe's schedule and its bubble.
 
 A network cut into :math:`S` consecutive stages (:func:`split_stages`) hands activations forward
 and their gradients backward (:func:`handoff`). With :math:`M` micro-batches and equal stages,
 each stage idles a fraction :math:`(S-1)/(M+S-1)` of a GPipe step (:func:`bubble_fraction`).
-:func:`gpipe_schedule` simulates the ideal schedule, :func:`run_pipeline` and
-:func:`measure_pipeline` run and time it (one thread per stage), :func:`sequential_seconds` is
-the baseline without a pipeline, and :func:`plot_pipeline_timeline` draws the timelines.
+With unequal stages that take :math:`t_s` per micro-batch (forward and backward), the step lasts
+
+.. math:: T = \sum_s t_s + (M-1) \max_s t_s
+
+(:func:`gpipe_makespan`): the first micro-batch crosses every stage, the others follow at the
+pace of the slowest. :func:`gpipe_schedule` simulates the schedule (per-stage times allowed) and
+:func:`plot_pipeline_timeline` draws it, or the timelines that
+:mod:`~course_lib.techniques.parallel.pipelining` measures on torch's pipeline engine.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue as queue_module
-import threading
-import time
-import traceback
-from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from .ddp import flat_grad
-
-__all__ = ["bubble_fraction", "Interval", "PipelineTimeline", "PipelineRun", "gpipe_schedule", "pipeline_mlp",
-           "split_stages", "handoff", "run_pipeline", "measure_pipeline", "sequential_seconds",
-           "plot_pipeline_timeline"]  # fmt: skip
+__all__ = ["bubble_fraction", "gpipe_makespan", "Interval", "PipelineTimeline", "gpipe_schedule", "pipeline_mlp",
+           "split_stages", "handoff", "plot_pipeline_timeline"]  # fmt: skip
 
 
 def bubble_fraction(stages: int, micro_batches: int) -> float:
@@ -40,6 +36,18 @@ def bubble_fraction(stages: int, micro_batches: int) -> float:
     if stages < 1 or micro_batches < 1:
         raise ValueError(f"stages and micro_batches must be at least 1, got {stages} and {micro_batches}")
     return (stages - 1) / (micro_batches + stages - 1)
+
+
+def gpipe_makespan(stage_times: Sequence[float], micro_batches: int) -> float:
+    r"""Length of a GPipe step whose stage :math:`s` takes ``stage_times[s]`` per micro-batch: :math:`\sum_s t_s + (M-1)\max_s t_s`.
+
+    :math:`t_s` is forward plus backward of one micro-batch. Exact for :func:`gpipe_schedule`
+    when the slowest stage is slowest in both directions (e.g. backward = 2 x forward on every
+    stage). With equal :math:`t_s = t` it is :math:`(M+S-1)\,t`, whence :func:`bubble_fraction`.
+    """
+    if not stage_times or micro_batches < 1:
+        raise ValueError(f"need at least one stage and one micro-batch, got {list(stage_times)} and {micro_batches}")
+    return float(sum(stage_times) + (micro_batches - 1) * max(stage_times))
 
 
 @dataclass(frozen=True)
@@ -103,23 +111,30 @@ class PipelineTimeline:
         return bubble_fraction(self.stages, self.micro_batches)
 
 
-def gpipe_schedule(stages: int, micro_batches: int, forward_time: float = 1.0,
-                   backward_time: float = 2.0) -> PipelineTimeline:  # fmt: skip
-    r"""The ideal GPipe timeline: every stage takes ``forward_time`` / ``backward_time`` per micro-batch.
+def gpipe_schedule(stages: int, micro_batches: int, forward_time: float | Sequence[float] = 1.0,
+                   backward_time: float | Sequence[float] = 2.0) -> PipelineTimeline:  # fmt: skip
+    r"""The ideal GPipe timeline: stage :math:`s` takes ``forward_time`` / ``backward_time`` per micro-batch.
+
+    Each time is one number for every stage or a sequence, one per stage (unequal stages).
 
     Forward of micro-batch :math:`m` on stage :math:`s` starts when stage :math:`s-1` has
     finished it and stage :math:`s` has finished micro-batch :math:`m-1`; after the last forward
     (the "flush"), the backward passes run in reverse order, from the last stage to the first.
-    Its bubble equals :func:`bubble_fraction` exactly.
+    With equal stages its bubble equals :func:`bubble_fraction` exactly; its length is
+    :func:`gpipe_makespan`.
     """
     if stages < 1 or micro_batches < 1:
         raise ValueError(f"stages and micro_batches must be at least 1, got {stages} and {micro_batches}")
+    fwd = [float(t) for t in forward_time] if isinstance(forward_time, Sequence) else [float(forward_time)] * stages
+    bwd = [float(t) for t in backward_time] if isinstance(backward_time, Sequence) else [float(backward_time)] * stages
+    if len(fwd) != stages or len(bwd) != stages:
+        raise ValueError(f"need one forward and one backward time per stage ({stages}), got {fwd} and {bwd}")
     f_end = np.zeros((stages, micro_batches))
     intervals = []
     for s in range(stages):
         for m in range(micro_batches):
             start = max(f_end[s - 1, m] if s else 0.0, f_end[s, m - 1] if m else 0.0)
-            f_end[s, m] = start + forward_time
+            f_end[s, m] = start + fwd[s]
             intervals.append(Interval(s, "F", m, start, f_end[s, m]))
     b_end = np.zeros((stages, micro_batches))
     order = list(reversed(range(micro_batches)))
@@ -127,7 +142,7 @@ def gpipe_schedule(stages: int, micro_batches: int, forward_time: float = 1.0,
         prev = f_end[s, -1]
         for m in order:
             start = max(prev, b_end[s + 1, m] if s < stages - 1 else 0.0)
-            b_end[s, m] = prev = start + backward_time
+            b_end[s, m] = prev = start + bwd[s]
             intervals.append(Interval(s, "B", m, start, b_end[s, m]))
     return PipelineTimeline(stages, micro_batches, intervals, unit="units")
 
@@ -181,161 +196,6 @@ def handoff(activation: Tensor, device: torch.device | str | None = None) -> Ten
     if device is not None:
         out = out.to(device)
     return out.requires_grad_(True)
-
-
-@contextlib.contextmanager
-def _intra_op_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass
-class PipelineRun:
-    """One measured pipelined step: its ``timeline`` (seconds), the mean ``loss``, the gradient."""
-
-    timeline: PipelineTimeline
-    loss: float
-    grad: Tensor = field(repr=False)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _stage_thread(s: int, stage: nn.Module, device: torch.device, inputs: list[Tensor] | None,
-                  targets: list[Tensor] | None, weights: list[float], fwd_in: list, bwd_in: list,
-                  record: list, loss_out: list, errors: list, timeout: float) -> None:  # fmt: skip
-    S, M = len(fwd_in), len(weights)
-    last = s == S - 1
-    try:
-        received, outputs = [], []
-        for m in range(M):  # forward of every micro-batch, in order
-            x = inputs[m].to(device) if s == 0 else fwd_in[s].get(timeout=timeout)
-            _sync(device)
-            t0 = time.perf_counter()
-            out = stage(x)
-            if last:
-                out = F.cross_entropy(out, targets[m].to(device)) * weights[m]
-            _sync(device)
-            record.append(Interval(s, "F", m, t0, time.perf_counter()))
-            received.append(x)
-            outputs.append(out)
-            if not last:
-                fwd_in[s + 1].put(handoff(out, None))  # the receiver moves it to its device
-        for m in reversed(range(M)):  # then the backward passes, last micro-batch first
-            grad = None if last else bwd_in[s].get(timeout=timeout)
-            _sync(device)
-            t0 = time.perf_counter()
-            outputs[m].backward(grad)
-            _sync(device)
-            record.append(Interval(s, "B", m, t0, time.perf_counter()))
-            if s > 0:
-                bwd_in[s - 1].put(received[m].grad)
-            if last:
-                loss_out.append(outputs[m].item())
-            outputs[m] = received[m] = None  # free the activations
-    except BaseException as exc:  # reported by run_pipeline
-        errors.append((s, exc, traceback.format_exc()))
-
-
-def run_pipeline(stages: Sequence[nn.Module], x: Tensor, y: Tensor, micro_batches: int, *,
-                 devices: Sequence[torch.device | str] | None = None, threads_per_stage: int = 1,
-                 timeout: float = 60.0) -> PipelineRun:  # fmt: skip
-    r"""One training step (forward and backward, no update) of a GPipe pipeline, measured.
-
-    ``x``, ``y``: the batch, split into ``micro_batches`` near-equal micro-batches. Each stage
-    runs in its own thread (torch ops release the GIL, so stages overlap like devices would);
-    activations go forward and their gradients backward through queues (:func:`handoff`). The
-    loss of micro-batch :math:`m` is weighted by :math:`n_m/N`, so the accumulated gradient is
-    the gradient of the mean loss over the whole batch, whatever :math:`M` is.
-    ``devices[s]``: where stage ``s`` lives (default: where its parameters are). Torch runs
-    ``threads_per_stage`` intra-op threads during the step (a process-wide setting, restored
-    afterwards). Gradients accumulate into the stages' ``.grad``: zero them before a step;
-    :attr:`PipelineRun.grad` holds a copy.
-    """
-    S = len(stages)
-    if devices is None:
-        devices = [next(st.parameters()).device for st in stages]
-    devices = [torch.device(d) for d in devices]
-    xs, ys = torch.tensor_split(x, micro_batches), torch.tensor_split(y, micro_batches)
-    if any(len(c) == 0 for c in xs):
-        raise ValueError(f"a batch of {len(x)} cannot be split into {micro_batches} micro-batches")
-    weights = [len(c) / len(x) for c in xs]
-
-    class _Inbox(queue_module.Queue):  # moves an incoming activation / gradient to this stage's device
-        def __init__(self, device):
-            super().__init__()
-            self.device = device
-
-        def get(self, timeout=None):
-            try:
-                item = super().get(timeout=timeout)
-            except queue_module.Empty:
-                raise TimeoutError("a pipeline stage waited too long for its neighbour") from None
-            return item.to(self.device).requires_grad_(item.requires_grad)
-
-    fwd_in = [_Inbox(devices[s]) for s in range(S)]
-    bwd_in = [_Inbox(devices[s]) for s in range(S)]
-    records: list[list[Interval]] = [[] for _ in range(S)]
-    losses: list[float] = []
-    errors: list = []
-    with _intra_op_threads(threads_per_stage):
-        threads = [threading.Thread(target=_stage_thread, daemon=True, name=f"stage{s}",
-                                    args=(s, stages[s], devices[s], xs if s == 0 else None,
-                                          ys if s == S - 1 else None, weights, fwd_in, bwd_in,
-                                          records[s], losses, errors, timeout))
-                   for s in range(S)]  # fmt: skip
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=timeout * 2)
-    if errors:
-        s, exc, tb = errors[0]
-        raise RuntimeError(f"pipeline stage {s} failed:\n{tb}") from exc
-    if any(t.is_alive() for t in threads):
-        raise TimeoutError("a pipeline stage did not finish in time")
-    intervals = sorted((i for r in records for i in r), key=lambda i: i.start)
-    t0 = intervals[0].start
-    intervals = [Interval(i.stage, i.kind, i.micro_batch, i.start - t0, i.end - t0) for i in intervals]
-    return PipelineRun(PipelineTimeline(S, micro_batches, intervals), loss=sum(losses), grad=flat_grad(stages))
-
-
-def measure_pipeline(stages: Sequence[nn.Module], x: Tensor, y: Tensor,
-                     micro_batch_counts: Sequence[int] = (1, 4, 8), *, repeats: int = 3,
-                     **kwargs) -> dict[int, PipelineRun]:  # fmt: skip
-    """:func:`run_pipeline` for each number of micro-batches, the fastest of ``repeats`` runs each.
-
-    One untimed warm-up run comes first. Keeping the fastest run filters out interruptions by
-    other programs; gradients are zeroed before every run, so each run's ``grad`` is one step's.
-    """
-    def step(m):
-        for st in stages:
-            st.zero_grad(set_to_none=True)
-        return run_pipeline(stages, x, y, m, **kwargs)
-
-    step(micro_batch_counts[0])
-    return {m: min((step(m) for _ in range(repeats)), key=lambda r: r.timeline.makespan)
-            for m in micro_batch_counts}  # fmt: skip
-
-
-def sequential_seconds(stages: Sequence[nn.Module], x: Tensor, y: Tensor, *, repeats: int = 3,
-                       threads: int = 1) -> float:  # fmt: skip
-    """Fastest wall time of one forward + backward of the whole model in a single thread (no pipeline)."""
-    model = nn.Sequential(*stages)
-    times = []
-    with _intra_op_threads(threads):
-        for _ in range(repeats + 1):
-            model.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
-            F.cross_entropy(model(x), y).backward()
-            times.append(time.perf_counter() - t0)
-    model.zero_grad(set_to_none=True)
-    return min(times[1:])  # the first run is a warm-up
 
 
 def plot_pipeline_timeline(timelines: PipelineTimeline | Mapping[str, PipelineTimeline], ax=None, *,

@@ -1,4 +1,11 @@
-"""DDP throughput: samples per second for a fixed total batch, one process or several (and threads).
+r"""Speed: the machine's ceiling for parallel work, and DDP's throughput against it.
+
+:func:`machine_ceiling` measures what :math:`W` processes can gain on this machine at all: the
+same single-thread job run by one process alone, then by all :math:`W` at once. If each of them
+then takes :math:`k` times longer, :math:`W` processes do at most :math:`W/k` times the work of
+one (:attr:`Ceiling.speedup`); on a machine with :math:`W` free cores :math:`k \approx 1`, on
+cores shared with other programs (or hyper-threads, or one memory bus) :math:`k` is larger. No
+data-parallel or pipelined run can beat that ceiling, so their speed-ups are judged against it.
 
 :func:`ddp_throughputs` times DDP training steps for several ``(processes, threads per
 process)`` configurations in one launch of gloo processes (:func:`~.launch.spawn`), and the bare
@@ -21,7 +28,74 @@ from ... import optim
 from ...engine import models
 from .launch import spawn
 
-__all__ = ["Throughput", "ddp_throughputs"]
+__all__ = ["Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs"]
+
+
+@dataclass
+class Ceiling:
+    """Seconds of the same job run by each process alone (``alone[r]``) and by all at once (``together[r]``).
+
+    The fastest of the repeats is kept for each; ``job`` says what was run.
+    """
+
+    world_size: int
+    alone: list[float]
+    together: list[float]
+    job: str
+
+    @property
+    def slowdown(self) -> float:
+        """How many times longer a job takes when all processes run at once (mean over the ranks)."""
+        return sum(t / a for t, a in zip(self.together, self.alone)) / self.world_size
+
+    @property
+    def speedup(self) -> float:
+        """The most work per second ``world_size`` processes can do, in units of one process alone."""
+        return self.world_size / self.slowdown
+
+
+def _ceiling_job(steps: int, width: int) -> float:
+    """Forward + backward of a 4-block MLP (``width`` units, batch 64), ``steps`` times; seconds."""
+    g = torch.Generator().manual_seed(0)
+    layers = [nn.Linear(width, width) for _ in range(4)]
+    model = nn.Sequential(*[m for layer in layers for m in (layer, nn.ReLU())])
+    x = torch.randn(64, width, generator=g)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model(x).square().mean().backward()
+    return time.perf_counter() - t0
+
+
+def ceiling_worker(rank: int, world_size: int, steps: int, width: int, repeats: int) -> dict:
+    """What every rank runs for :func:`machine_ceiling`: the job alone (turn by turn), then all at once."""
+    torch.set_num_threads(1)
+    _ceiling_job(1, width)  # warm-up
+    alone, together = [], []
+    for _ in range(repeats):
+        for r in range(world_size):  # one at a time; the others wait in a barrier (gloo sleeps there)
+            dist.barrier()
+            if r == rank:
+                alone.append(_ceiling_job(steps, width))
+        dist.barrier()
+        together.append(_ceiling_job(steps, width))
+    dist.barrier()
+    return dict(alone=min(alone), together=min(together))
+
+
+def machine_ceiling(world_size: int = 2, *, steps: int = 20, width: int = 256, repeats: int = 3,
+                    timeout: float = 120.0) -> Ceiling:  # fmt: skip
+    """The same single-thread job (``steps`` forward + backward passes of an MLP) alone and on all ranks at once.
+
+    ``world_size`` gloo processes (:func:`~.launch.spawn`) with one intra-op thread each; each
+    rank runs the job alone while the others wait, then all run it together, ``repeats`` times;
+    the fastest time of each kind is kept. :attr:`Ceiling.speedup` is the best any parallel
+    scheme of ``world_size`` processes can reach on this machine now.
+    """
+    if world_size < 1 or steps < 1 or repeats < 1:
+        raise ValueError(f"world_size, steps and repeats must be at least 1, got {world_size}, {steps}, {repeats}")
+    res = spawn(ceiling_worker, world_size, (steps, width, repeats), timeout=timeout)
+    return Ceiling(world_size=world_size, alone=[r["alone"] for r in res], together=[r["together"] for r in res],
+                   job=f"{steps} forward + backward passes of a 4 x {width} MLP, batch 64, one thread")  # fmt: skip
 
 
 @dataclass
