@@ -32,7 +32,13 @@ lab-instructor: setup
 
 ## unit tests + every notebook under nbval, in fast mode
 test: setup
-	COURSE_FAST=1 $(BIN)/python -m pytest
+	COURSE_FAST=1 $(BIN)/python -m pytest --ignore=tests/browser
+
+## the course in a real browser (Debian's chromium + Playwright): JupyterLab, a RISE slide, the site;
+## screenshots in tests/browser/screenshots/ (about 4-5 minutes on 2 busy cores)
+test-browser: setup
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[browser]'
+	COURSE_FAST=1 $(BIN)/python -m pytest tests/browser
 
 ## every notebook under nbval in full mode (slower; what a student runs)
 test-full: setup
