@@ -116,6 +116,22 @@ def test_animation_frames_are_bounded(ravine_runs, monkeypatch):
     gc.collect()
 
 
+@pytest.mark.filterwarnings("ignore:Animation was deleted without rendering")
+def test_animation_pace_and_overlapping_paths_stay_visible(ravine_runs, monkeypatch):
+    land, trajs = ravine_runs
+    monkeypatch.setenv("COURSE_FAST", "0")
+    long_run = run_optimizer(land, torch.optim.SGD, steps=500, lr=0.01)
+    anim = plots.animate_trajectories(land, {"GD": long_run, "copy": long_run})
+    frames = len(list(anim.new_frame_seq()))
+    assert anim._interval * frames / 1000 == pytest.approx(plots.style.ANIMATION_LOOP_SECONDS, rel=0.05)
+    assert plots.animate_trajectories(land, trajs, interval=70)._interval == 70
+    lines = [line for line in anim._fig.axes[0].get_lines() if line.get_label() in ("GD", "copy")]
+    gd, copy = sorted(lines, key=lambda line: line.get_label() != "GD")
+    assert gd.get_linewidth() > copy.get_linewidth() and gd.get_zorder() < copy.get_zorder()
+    del anim
+    gc.collect()
+
+
 def test_animation_html_renders_a_player_and_closes_the_figure(ravine_runs):
     land, trajs = ravine_runs
     anim = plots.animate_trajectories(land, trajs, frames=4)

@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from ..config import pick
 from ..problems.landscapes import Landscape
 from ..problems.runs import Trajectory
-from .style import (ANIMATION_RC, CONTOUR_LEVELS, FAST_MAX_FRAMES, MAX_FRAMES, _axes, _clip_log_axis, _colors, _finite,
+from .style import (ANIMATION_LOOP_SECONDS, ANIMATION_RC, CONTOUR_LEVELS, FAST_MAX_FRAMES, MAX_FRAMES, _axes, _clip_log_axis, _colors, _finite,
                     _labelled, _legend, _styled)
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def plot_losses(
 def animate_trajectories(
     landscape: Landscape,
     trajectories: Any,
-    interval: int = 50,
+    interval: int | None = None,
     frames: int | None = None,
 ) -> FuncAnimation:
     """Animate optimizer paths growing on the contours of ``landscape``.
@@ -179,7 +179,10 @@ def animate_trajectories(
     The paths are drawn up to a step that advances from 0 to the last step in ``frames`` evenly
     spaced frames (default: at most :data:`MAX_FRAMES`, or :data:`FAST_MAX_FRAMES` in fast mode,
     fewer for short runs); a dot marks each optimizer's current point. ``interval`` is the delay
-    between frames in milliseconds. Show it with :func:`animation_html` (about 0.15 s a frame).
+    between frames in milliseconds (default: one pass takes :data:`ANIMATION_LOOP_SECONDS`, at
+    least 50 ms a frame). Paths that coincide stay visible: each earlier path is drawn wider and
+    beneath the later ones (GD's path shows as a border around Nesterov's where they overlap).
+    Show it with :func:`animation_html`.
     """
     runs = _labelled(trajectories)
     ax = plot_landscape(landscape)
@@ -187,18 +190,22 @@ def animate_trajectories(
     cap = pick(full=MAX_FRAMES, fast=FAST_MAX_FRAMES)
     n_frames = min(cap, longest) if frames is None else max(1, int(frames))
     steps = np.unique(np.linspace(0, longest - 1, n_frames).round().astype(int))
+    if interval is None:
+        interval = max(50, round(1000 * ANIMATION_LOOP_SECONDS / len(steps)))
 
     paths, heads = [], []
     colors = _colors([label for label, _ in runs])
     for i, (label, traj) in enumerate(runs):
         pts = _finite(traj.points)
-        (path,) = ax.plot(pts[:, 0], pts[:, 1], "-", color=colors[i], lw=1.8, label=label, zorder=6)
+        under = len(runs) - 1 - i  # how many paths are drawn on top of this one
+        (path,) = ax.plot(pts[:, 0], pts[:, 1], "-", color=colors[i], lw=1.8 + 1.6 * under, label=label,
+                          zorder=6 + 0.01 * i, solid_capstyle="round")  # fmt: skip
         ax.scatter(
             pts[:1, 0], pts[:1, 1], marker="o", s=110, facecolors="white", edgecolors="black",
             linewidths=1.8, label="start" if i == 0 else None, zorder=7,
         )
         heads.append(
-            ax.scatter(pts[:1, 0], pts[:1, 1], s=80, c=colors[i], edgecolors="black", zorder=10)
+            ax.scatter(pts[:1, 0], pts[:1, 1], s=80 + 50 * under, c=colors[i], edgecolors="black", zorder=10 + 0.01 * i)
         )
         paths.append(path)
     _freeze_legend(ax)  # placed where the whole paths leave room, then kept there

@@ -56,6 +56,9 @@ MAX_FRAMES = 60
 FAST_MAX_FRAMES = 20
 """Default upper bound on the number of frames of an animation in fast mode."""
 
+ANIMATION_LOOP_SECONDS = 12.0
+"""How long one pass of an animation lasts by default: slow enough to follow each path."""
+
 ANIMATION_RC = MappingProxyType({"savefig.dpi": 72, "animation.frame_format": "jpeg"})
 """Settings for rendering animation frames: small JPEG frames keep players quick and light."""
 
