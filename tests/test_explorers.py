@@ -2,6 +2,8 @@
 
 import base64
 
+import pytest
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -51,3 +53,25 @@ def test_explore_shows_one_bundle_with_the_widget_and_the_picture():
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
     assert "interactive(" not in bundle["text/plain"] and "beta = 0.9" in bundle["text/plain"]
     assert calls[0] == (0.9, "fixed")  # the picture is drawn at the slider's starting value
+
+
+def test_measured_rate_of_a_geometric_sequence():
+    import numpy as np
+
+    assert explorers.measured_rate(3.0 * 0.9 ** np.arange(50)) == pytest.approx(0.9, rel=1e-12)
+    assert explorers.measured_rate([1.0, 0.0, 0.0]) != explorers.measured_rate([1.0, 0.0, 0.0])  # nan: too few
+    assert explorers.measured_rate(2.0 ** np.arange(10)) == pytest.approx(2.0)
+
+
+def test_momentum_run_figure_matches_the_quadratic_model():
+    import numpy as np
+
+    from course_lib import problems
+
+    land, H = problems.ravine(), np.diag([1.0, 25.0])
+    for lr, beta, nesterov in ((0.05, 0.0, False), (0.05, 0.5, False), (0.03, 0.3, True), (0.09, 0.0, False)):
+        predicted, measured = explorers.momentum_run_figure(land, H, lr, beta, nesterov=nesterov, steps=80)
+        plt.close("all")
+        assert predicted == problems.momentum_rate(H, lr, beta, nesterov=nesterov)
+        assert measured == pytest.approx(predicted, rel=1e-3), (lr, beta, nesterov)
+    assert predicted > 1  # η = 0.09 > 2/25: GD diverges, as predicted

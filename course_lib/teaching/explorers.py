@@ -10,6 +10,10 @@ values, as a PNG. A front end picks the richest form it can show from one output
   ``interactive(children=(FloatSlider(...``.
 
 ``draw`` makes one matplotlib figure and shows it (``plt.show()``), as any cell would.
+
+The chapters' own drawing functions live here too, when they hold a computation worth testing:
+:func:`momentum_run_figure` (chapter 03) draws a momentum run on a quadratic landscape next to
+the rate the quadratic model predicts for it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["starting_values", "static_png", "explore"]
+__all__ = ["starting_values", "static_png", "explore", "measured_rate", "momentum_run_figure"]
 
 
 def starting_values(controls: dict[str, Any]) -> dict[str, Any]:
@@ -66,3 +70,50 @@ def explore(draw: Callable[..., Any], **controls: Any) -> None:
     if png is not None:
         bundle["image/png"] = base64.b64encode(png).decode("ascii")
     display(bundle, raw=True)
+
+
+def measured_rate(distances, tol: float = 1e-12) -> float:
+    """The factor by which ``distances`` shrink per step over the second half of the run (a
+    geometric mean: (d_end / d_mid)^(1/steps)), the part where the slowest direction rules;
+    distances below ``tol`` (converged to round-off) are left out; nan when fewer than 2 remain."""
+    import numpy as np
+
+    d = np.asarray(distances, dtype=float)
+    d = d[np.isfinite(d) & (d > tol)]
+    if d.size < 2:
+        return float("nan")
+    half = d[d.size // 2:] if d.size >= 4 else d
+    return float((half[-1] / half[0]) ** (1.0 / (half.size - 1)))
+
+
+def momentum_run_figure(landscape, hessian, lr: float, beta: float, nesterov: bool = False, steps: int = 80):
+    """Run torch-form momentum (``optim.SGD``) from ``landscape.start`` and draw the path on the
+    contours (left) and the distance to the minimum on a log scale (right), with the quadratic
+    model's prediction d₀ρᵗ, ρ = ``problems.momentum_rate(hessian, lr, beta, nesterov)``.
+
+    Returns ``(predicted ρ, measured ρ)`` (:func:`measured_rate` of the run's distances; a
+    diverging run measures above 1, as predicted when ρ > 1)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .. import optim, plots, problems
+
+    kw = dict(momentum=beta, nesterov=nesterov) if beta > 0 else {}
+    run = problems.run_optimizer(landscape, optim.SGD, steps, lr=lr, **kw)
+    rho = problems.momentum_rate(hessian, lr, beta, nesterov=nesterov)
+    distance = np.linalg.norm(np.asarray(run.points, dtype=float) - np.asarray(landscape.minima[0], dtype=float), axis=1)
+    measured = measured_rate(distance)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    label = ("Nesterov" if nesterov else "momentum") if beta > 0 else "GD"
+    plots.plot_landscape(landscape, ax=left, trajectories={f"{label}: η = {lr:g}, β = {beta:g}": run})
+    t = np.arange(len(distance))
+    right.semilogy(t, np.maximum(distance, 1e-300), lw=2, label="measured distance")
+    right.semilogy(t, distance[0] * rho**t, "k--", lw=1.2, label=f"predicted d₀ρᵗ, ρ = {rho:.3f}")
+    top = max(float(np.nanmax(distance[np.isfinite(distance)])), float(distance[0])) * 10
+    right.set_ylim(max(1e-12, float(np.nanmin(distance[distance > 0])) / 10) if (distance > 0).any() else 1e-12, top)
+    right.set_xlabel("step")
+    right.set_ylabel("distance to the minimum")
+    right.set_title(f"predicted ρ = {rho:.3f}, measured {measured:.3f}")
+    right.legend(fontsize=10)
+    plt.show()
+    return rho, measured
