@@ -253,3 +253,23 @@ def test_dataset_logits_runner_up_and_accuracy_gain(toy_data):
     gain, se = distillation_analysis.accuracy_gain(new, base, labels)
     d = torch.tensor([0.0, 1.0, 1.0, -1.0], dtype=torch.float64)
     assert gain == pytest.approx(0.25) and se == pytest.approx(float(d.std() / 2))
+
+
+def test_the_probability_axis_shows_every_bar_and_typical_images_are_the_median():
+    import matplotlib.pyplot as plt
+
+    p = np.array([[0.97] + [2e-7] * 8 + [0.03 - 1.6e-6]])  # eight wrong classes far below the old 1e-5 floor
+    assert distillation_analysis.log_floor(p) == 1e-8 and (p > distillation_analysis.log_floor(p)).all()
+    fig = distillation_analysis.plot_soft_targets(np.zeros((1, 32, 32, 3), np.uint8), {"T=1": p}, [0],
+                                                  [f"c{i}" for i in range(10)])  # fmt: skip
+    ax = fig.axes[1]
+    assert ax.get_ylim()[0] <= 1e-8
+    tops = [bar.get_y() + bar.get_height() for bar in ax.patches]
+    assert len(tops) == 10 and all(top > ax.get_ylim()[0] for top in tops)  # every bar rises above the floor
+    plt.close(fig)
+    confidence = torch.tensor([0.9, 0.2, 0.5, 0.99, 0.6, 0.1, 0.4])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    # class 0: 0.2, 0.5, 0.9 -> 0.5 (index 2); class 1: 0.1, 0.4, 0.6, 0.99 -> the lower median 0.4 (index 6)
+    assert distillation_analysis.typical_images(confidence, labels, [0, 1]) == [2, 6]
+    with pytest.raises(ValueError, match="no image of class 5"):
+        distillation_analysis.typical_images(confidence, labels, [5])

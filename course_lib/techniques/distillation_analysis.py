@@ -23,7 +23,8 @@ from ..engine.device_data import DeviceData
 from ..engine.loop import autocast, to_memory_format
 from .distillation import teacher_logits
 
-__all__ = ["dataset_logits", "runner_up", "accuracy_gain", "seconds_per_image", "plot_soft_targets",
+__all__ = ["dataset_logits", "runner_up", "accuracy_gain", "seconds_per_image", "plot_soft_targets", "log_floor",
+           "typical_images",
            "plot_temperature_sweep"]
 
 
@@ -68,6 +69,28 @@ def accuracy_gain(logits_new: Tensor, logits_base: Tensor, labels: Tensor) -> tu
     n = len(d)
     se = float(d.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
     return float(d.mean()), se
+
+
+def log_floor(probabilities) -> float:
+    """The floor of a logarithmic probability axis that shows every bar: the power of ten at or
+    below a third of the smallest positive probability (1e-12 at the lowest)."""
+    p = np.asarray(probabilities, dtype=float)
+    smallest = p[p > 0].min() if (p > 0).any() else 1e-12
+    return float(10 ** np.floor(np.log10(max(smallest / 3, 1e-12))))
+
+
+def typical_images(confidence: Tensor, labels: Tensor, wanted: Sequence[int]) -> list[int]:
+    """For each class in ``wanted``, the index of the image of that class whose ``confidence``
+    (e.g. the teacher's probability of the true class) is the median among that class's images:
+    a typical image, not the one the teacher is surest about."""
+    picked = []
+    for c in wanted:
+        idx = torch.where(labels == c)[0]
+        if len(idx) == 0:
+            raise ValueError(f"no image of class {c}")
+        order = idx[torch.argsort(confidence[idx])]
+        picked.append(int(order[(len(order) - 1) // 2]))
+    return picked
 
 
 @torch.no_grad()
@@ -116,7 +139,9 @@ def plot_soft_targets(images: np.ndarray, probabilities: Mapping[str, np.ndarray
     label (e.g. ``"T=1"``) -> n x K array, drawn as side-by-side bars per class; ``labels``: the
     true classes (their bars are outlined and the title names them); ``predicted``: optional
     predictions to name in the title. The probability axis is logarithmic so that the small
-    probabilities, the "dark knowledge", are visible next to the large ones. Returns the Figure.
+    probabilities, the "dark knowledge", are visible next to the large ones; its floor is a
+    power of ten below the smallest probability drawn (:func:`log_floor`), so no bar is clipped:
+    every class of every row shows. Returns the Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -127,6 +152,7 @@ def plot_soft_targets(images: np.ndarray, probabilities: Mapping[str, np.ndarray
         images = images.transpose(0, 2, 3, 1)
     n, K = len(images), len(classes)
     names = list(probabilities)
+    floor = log_floor(np.concatenate([np.asarray(probabilities[name]).ravel() for name in names]))
     width = 0.8 / len(names)
     with plots.course_style():
         fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), gridspec_kw={"width_ratios": [1, 5]},
@@ -142,12 +168,12 @@ def plot_soft_targets(images: np.ndarray, probabilities: Mapping[str, np.ndarray
             for j, name in enumerate(names):
                 p = np.asarray(probabilities[name])[i]
                 offset = (j - (len(names) - 1) / 2) * width
-                bars = ax.bar(np.arange(K) + offset, p, width=width, color=plots.COLORS[j % len(plots.COLORS)],
-                              label=name if i == 0 else None)  # fmt: skip
+                bars = ax.bar(np.arange(K) + offset, p - floor, bottom=floor, width=width,
+                              color=plots.COLORS[j % len(plots.COLORS)], label=name if i == 0 else None)  # fmt: skip
                 bars[labels[i]].set_edgecolor("black")
                 bars[labels[i]].set_linewidth(1.5)
             ax.set_yscale("log")
-            ax.set_ylim(1e-5, 1.5)
+            ax.set_ylim(floor, 1.5)
             ax.set_xticks(np.arange(K))
             ax.set_xticklabels(classes if i == n - 1 else [], rotation=30, fontsize=11)
             ax.set_ylabel("probability", fontsize=12)
