@@ -12,7 +12,7 @@ values, as a PNG. A front end picks the richest form it can show from one output
 ``draw`` makes one matplotlib figure and shows it (``plt.show()``), as any cell would.
 
 The chapters' own drawing functions live here too, when they hold a computation worth testing:
-:func:`momentum_run_figure` (chapter 03) draws a momentum run on a quadratic landscape next to
+:func:`momentum_run_figure` (chapters 01 and 03) draws a GD or momentum run on a quadratic landscape next to
 the rate the quadratic model predicts for it.
 """
 
@@ -87,9 +87,10 @@ def measured_rate(distances, tol: float = 1e-12) -> float:
 
 
 def momentum_run_figure(landscape, hessian, lr: float, beta: float, nesterov: bool = False, steps: int = 80):
-    """Run torch-form momentum (``optim.SGD``) from ``landscape.start`` and draw the path on the
-    contours (left) and the distance to the minimum on a log scale (right), with the quadratic
-    model's prediction d₀ρᵗ, ρ = ``problems.momentum_rate(hessian, lr, beta, nesterov)``.
+    """Run torch-form momentum (``optim.SGD``; ``beta = 0``: plain GD, as in chapter 01) from
+    ``landscape.start`` and draw the path on the contours (left) and the distance to the minimum
+    on a log scale (right), with the quadratic model's prediction d₀ρᵗ,
+    ρ = ``problems.momentum_rate(hessian, lr, beta, nesterov)`` (``max |1 − ηh|`` for GD).
 
     Returns ``(predicted ρ, measured ρ)`` (:func:`measured_rate` of the run's distances; a
     diverging run measures above 1, as predicted when ρ > 1)."""
