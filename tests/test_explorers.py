@@ -75,3 +75,20 @@ def test_momentum_run_figure_matches_the_quadratic_model():
         assert predicted == problems.momentum_rate(H, lr, beta, nesterov=nesterov)
         assert measured == pytest.approx(predicted, rel=1e-3), (lr, beta, nesterov)
     assert predicted > 1  # η = 0.09 > 2/25: GD diverges, as predicted
+
+
+def test_schedule_curves_come_from_the_schedules():
+    import numpy as np
+
+    from course_lib.optim import schedules
+
+    curves = explorers.schedule_curves(200, 0, 1.0)
+    names = list(curves)
+    # WSD cooling down over the whole run (linearly) is the linear decay
+    np.testing.assert_allclose(curves[names[2]], curves[names[1]])
+    np.testing.assert_array_equal(curves[names[0]], schedules.factors(schedules.warmup_cosine, 200, warmup_steps=0,
+                                                                       total_steps=200, min_factor=0.0))  # fmt: skip
+    means = explorers.schedule_figure(1000, 50, 0.2)
+    plt.close("all")
+    assert means["WSD (cool-down from step 800)"] > means["warm-up + cosine"]  # WSD spends more learning rate
+    assert means["WSD (cool-down from step 800)"] == pytest.approx((50 * 0.5 + 750 + 200 * 0.5) / 1000, abs=2e-3)

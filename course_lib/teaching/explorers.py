@@ -13,7 +13,8 @@ values, as a PNG. A front end picks the richest form it can show from one output
 
 The chapters' own drawing functions live here too, when they hold a computation worth testing:
 :func:`momentum_run_figure` (chapters 01 and 03) draws a GD or momentum run on a quadratic landscape next to
-the rate the quadratic model predicts for it.
+the rate the quadratic model predicts for it; :func:`schedule_figure` (chapter 08) three
+warm-up schedules with shared settings.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["starting_values", "static_png", "explore", "measured_rate", "momentum_run_figure"]
+__all__ = ["starting_values", "static_png", "explore", "measured_rate", "momentum_run_figure", "schedule_curves",
+           "schedule_figure"]
 
 
 def starting_values(controls: dict[str, Any]) -> dict[str, Any]:
@@ -118,3 +120,41 @@ def momentum_run_figure(landscape, hessian, lr: float, beta: float, nesterov: bo
     right.legend(fontsize=10)
     plt.show()
     return rho, measured
+
+
+def schedule_curves(total_steps: int, warmup_steps: int, decay_fraction: float, min_factor: float = 0.0) -> dict:
+    """The factors of warm-up + cosine, warm-up + linear decay and warmup-stable-decay (WSD,
+    cooling down over the last ``decay_fraction`` of the run) for steps 0 .. total_steps - 1,
+    each from ``optim.schedules`` with the same warm-up and floor: ``{name: array}``."""
+    from ..optim import schedules
+
+    decay_start = max(warmup_steps, int(round(total_steps * (1 - decay_fraction))))
+    return {
+        "warm-up + cosine": schedules.factors(schedules.warmup_cosine, total_steps, warmup_steps=warmup_steps,
+                                              total_steps=total_steps, min_factor=min_factor),
+        "warm-up + linear decay": schedules.factors(schedules.warmup_linear_decay, total_steps,
+                                                    warmup_steps=warmup_steps, total_steps=total_steps),
+        f"WSD (cool-down from step {decay_start})": schedules.factors(
+            schedules.warmup_stable_decay, total_steps, warmup_steps=warmup_steps, decay_start=decay_start,
+            total_steps=total_steps, min_factor=min_factor),
+    }  # fmt: skip
+
+
+def schedule_figure(total_steps: int = 1000, warmup_steps: int = 50, decay_fraction: float = 0.2,
+                    min_factor: float = 0.0) -> dict:  # fmt: skip
+    """Draw :func:`schedule_curves` and print each schedule's mean factor (the area under the
+    curve: how much learning rate the run spends in all); returns ``{name: mean factor}``."""
+    import matplotlib.pyplot as plt
+
+    curves = schedule_curves(total_steps, warmup_steps, decay_fraction, min_factor)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    means = {}
+    for name, f in curves.items():
+        means[name] = float(f.mean())
+        ax.plot(f, lw=2, label=f"{name}: mean factor {means[name]:.3f}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("factor of the peak learning rate")
+    ax.set_ylim(-0.02, 1.05)
+    ax.legend(fontsize=10)
+    plt.show()
+    return means
