@@ -8,7 +8,8 @@
 ``student_copies``  notebooks with the solutions replaced by placeholders (``make student-copies``)
 ``lab``             JupyterLab on the students' working copy ``work/`` or, for instructors, the
                     tracked notebooks with autosave off (``make lab``, ``make lab-instructor``)
-``slides``          slide metadata by the course's rule, for presenting in JupyterLab (RISE)
+``slides``          slide metadata by the course's rule, and the presentation copy (``make slides``)
+``explorers``       sliders in JupyterLab with the figure at one setting as the static fallback
 ``site``            the static HTML course: every notebook executed and exported (``make site``)
 ==================  ========================================================================
 

@@ -4,8 +4,8 @@
 recursively and returns the first mismatch (path, what differs, expected vs got); the
 formatting helpers keep every message short enough to read in a notebook, and the hints name
 the usual mistakes (off by a factor, off by one, sign flipped, transposed, wrong precision, a
-missing bias correction). The checkers
-of :mod:`course_lib.teaching.exercises` build their messages from these pieces.
+missing bias correction). The checkers of :mod:`course_lib.teaching.exercises` build their
+messages from these pieces.
 """
 
 from __future__ import annotations
