@@ -164,6 +164,7 @@ def test_torchrun_launch_trains_on_two_gloo_ranks():
                                 nproc_per_node=2, timeout=120)  # fmt: skip
     r = run.result
     assert r["world_size"] == 2 and r["backend"] == "gloo" and r["per_rank_batch"] == 32
+    assert r["schedule"] == "cosine" and r["steps"] > 0  # the rate decays over the run by default
     assert r["shard_examples"] * 2 == r["train_examples"]
     assert len(r["train_loss"]) == 2 and all(math.isfinite(v) for v in r["train_loss"])
     assert r["rank_checksums"][0] == r["rank_checksums"][1]
@@ -221,3 +222,14 @@ def test_ceiling_arithmetic():
     c = parallel.Ceiling(world_size=2, alone=[1.0, 1.0], together=[1.9, 1.9], job="x")
     assert c.slowdown == pytest.approx(1.9) and c.speedup == pytest.approx(2 / 1.9)
     assert parallel.Ceiling(2, [1.0, 2.0], [1.0, 2.0], "free cores").speedup == pytest.approx(2.0)
+
+
+def test_speed_measurements_in_one_launch():
+    ceiling, (sizes, times, fit), res = parallel.speed_measurements(
+        [(1, 1), (2, 1)], total_batch=32, steps=1, ceiling_steps=1, ceiling_repeats=1,
+        sweep_sizes=(4096, 65536), sweep_repeats=2, model="mlp", timeout=120)  # fmt: skip
+    assert ceiling.world_size == 2 and ceiling.speedup > 0
+    assert sizes == [4096, 65536] and len(times) == 2 and fit.world_size == 2
+    assert [(t.world_size, t.threads_per_process) for t in res] == [(1, 1), (2, 1)]
+    assert res[0].comm_seconds == 0 and res[1].comm_seconds > 0
+    _no_children_left()

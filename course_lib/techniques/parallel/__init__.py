@@ -14,6 +14,13 @@ r"""Parallel training: data parallelism on ``torch.distributed``, and pipelined 
 ``pipelining``    GPipe and 1F1B on ``torch.distributed.pipelining`` across processes: timelines,
                   micro-batches in flight, activation bytes, gradients (:func:`pipeline_runs`)
 ``memory``        bytes saved for backward, live and peak (:class:`SavedActivations`)
+``batch_size``    linear and square-root learning-rate scaling, the simple gradient noise scale
+                  (critical batch size, :func:`gradient_noise_scale`)
+``communication`` the all-reduce's cost: ring bytes :math:`2(W-1)\Psi/W`, latency and bandwidth
+                  fitted from a sweep of sizes (:func:`allreduce_sweep`, :func:`fit_allreduce`)
+``sharding``      optimizer state per parameter (:func:`state_bytes_per_parameter_table`), ZeRO's
+                  stages (:func:`zero_bytes_per_parameter`), DDP vs ``ZeroRedundancyOptimizer``
+                  vs FSDP2 with the course's Adam on real processes (:func:`sharding_runs`)
 ``ddp_training``  data-parallel CIFAR-10 training under ``torchrun`` (:func:`main`,
                   :func:`train_ddp`) and starting it from Python (:func:`run_torchrun`)
 ================  ==========================================================================
@@ -64,7 +71,9 @@ engine, one process per stage, and measures their timelines, the micro-batches e
 :func:`plot_pipeline_timeline` draws the timelines.
 """
 
-from . import ddp, ddp_training, launch, memory, pipeline, pipelining, throughput
+from . import batch_size, communication, ddp, ddp_training, launch, memory, pipeline, pipelining, sharding, throughput
+from .batch_size import NoiseScale, gradient_noise_scale, linear_scaled_lr, sqrt_scaled_lr
+from .communication import AllReduceFit, allreduce_sweep, allreduce_worker, fit_allreduce, ring_allreduce_bytes
 from .ddp import DDPCheck, ddp_check_worker, ddp_gradient_checks, flat_grad, flat_params, weighted_gradient_average
 from .ddp_training import TorchrunResult, main, run_torchrun, torchrun_command, train_ddp
 from .launch import WorkerError, free_port, spawn
@@ -72,13 +81,19 @@ from .memory import SavedActivations
 from .pipeline import (Interval, PipelineTimeline, bubble_fraction, gpipe_makespan, gpipe_schedule, handoff,
                        pipeline_mlp, plot_pipeline_timeline, split_stages)
 from .pipelining import SCHEDULES, PipelineRun, in_flight_limit, pipeline_runs, pipeline_worker
-from .throughput import Ceiling, Throughput, ceiling_worker, ddp_throughputs, machine_ceiling
+from .sharding import (COURSE_OPTIMIZERS, METHODS, ShardingRun, local_bytes, sharding_runs, sharding_worker,
+                       state_bytes_per_parameter_table, zero_bytes_per_parameter)
+from .throughput import Ceiling, Throughput, ceiling_worker, ddp_throughputs, machine_ceiling, speed_measurements
 
 __all__ = [
-    "launch", "ddp", "throughput", "pipeline", "pipelining", "memory", "ddp_training",
+    "batch_size", "communication", "launch",
+    "linear_scaled_lr", "sqrt_scaled_lr", "NoiseScale", "gradient_noise_scale", "ddp", "throughput",
+    "ring_allreduce_bytes", "AllReduceFit", "fit_allreduce", "allreduce_worker", "allreduce_sweep", "pipeline", "pipelining", "memory", "sharding", "ddp_training",
+    "COURSE_OPTIMIZERS", "METHODS", "ShardingRun", "local_bytes", "sharding_runs", "sharding_worker",
+    "state_bytes_per_parameter_table", "zero_bytes_per_parameter",
     "WorkerError", "free_port", "spawn",
     "weighted_gradient_average", "flat_grad", "flat_params", "DDPCheck", "ddp_check_worker", "ddp_gradient_checks",
-    "Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs",
+    "Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs", "speed_measurements",
     "bubble_fraction", "gpipe_makespan", "Interval", "PipelineTimeline", "gpipe_schedule", "pipeline_mlp",
     "split_stages", "handoff", "plot_pipeline_timeline", "SavedActivations",
     "SCHEDULES", "in_flight_limit", "PipelineRun", "pipeline_worker", "pipeline_runs",

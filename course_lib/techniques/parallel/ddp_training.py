@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -61,6 +62,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
                    help="course_lib.optim.SGD (Nesterov momentum 0.9) or course_lib.optim.Adam")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.02 for SGD, 2e-3 for Adam)")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="cosine: the rate decays to 0 over the run, step by step (default); constant: no decay")
     p.add_argument("--data", choices=["cifar10", "synthetic"], default="cifar10",
                    help="synthetic: random learnable images, no download (tests)")
     p.add_argument("--backend", choices=["auto", "nccl", "gloo"], default="auto",
@@ -161,8 +164,8 @@ def train_ddp(args: argparse.Namespace, rank: int, world_size: int, backend: str
     builds the cache), keeps every ``world_size``-th training image (disjoint shards of equal
     size), builds the model from the same seed, wraps it in ``DistributedDataParallel`` (on
     CUDA with ``SyncBatchNorm``) and calls :func:`course_lib.engine.loop.train` unchanged, with a
-    per-rank batch of ``args.batch_size / world_size``: DDP averages the gradients inside
-    ``backward``. Afterwards the ranks average their epoch losses and gather a checksum of their
+    per-rank batch of ``args.batch_size / world_size`` and (``--schedule cosine``, the default) a
+    cosine decay of the rate to 0 over the run: DDP averages the gradients inside ``backward``. Afterwards the ranks average their epoch losses and gather a checksum of their
     parameters; rank 0 evaluates on the validation split, prints a summary, writes it to
     ``args.output`` (JSON) if given and returns it as a dict. The other ranks return None.
     """
@@ -186,8 +189,11 @@ def train_ddp(args: argparse.Namespace, rank: int, world_size: int, backend: str
     else:
         opt = optim.Adam(ddp.parameters(), lr=args.lr)
     per_rank_batch = args.batch_size // world_size
+    total_steps = args.epochs * math.ceil(len(shard) / per_rank_batch)
+    scheduler = (optim.schedules.ScheduledLR(opt, optim.schedules.cosine_annealing, T_max=total_steps)
+                 if args.schedule == "cosine" else None)  # fmt: skip
     history = train(ddp, opt, shard, epochs=args.epochs, batch_size=per_rank_batch, seed=args.seed,
-                    progress=False)  # fmt: skip
+                    scheduler=scheduler, progress=False)  # fmt: skip
     # the mean training loss of each epoch over all ranks, and a fingerprint of every rank's weights
     losses = torch.tensor(history.column("train_loss"), dtype=torch.float64, device=device)
     dist.all_reduce(losses)
@@ -200,7 +206,8 @@ def train_ddp(args: argparse.Namespace, rank: int, world_size: int, backend: str
         val_loss, val_acc = evaluate(model, data["val"])
         result = dict(
             world_size=world_size, backend=backend, device=str(device), model=args.model, data=args.data,
-            epochs=args.epochs, global_batch=args.batch_size, per_rank_batch=per_rank_batch,
+            epochs=args.epochs, global_batch=args.batch_size, per_rank_batch=per_rank_batch, lr=args.lr,
+            schedule=args.schedule, steps=total_steps,
             train_examples=len(data["train"]), shard_examples=len(shard), val_examples=len(data["val"]),
             train_loss=losses.tolist(), val_loss=val_loss, val_acc=val_acc, seconds=history.seconds,
             samples_per_second=len(shard) * world_size * args.epochs / history.seconds,
@@ -209,7 +216,7 @@ def train_ddp(args: argparse.Namespace, rank: int, world_size: int, backend: str
         for e, loss in enumerate(result["train_loss"], 1):
             print(f"epoch {e:3d}  train loss {loss:.4f}")
         print(f"{world_size} rank(s), {backend} on {device}: {len(shard)} training images per rank, "
-              f"batch {per_rank_batch} per rank ({args.batch_size} global)")  # fmt: skip
+              f"batch {per_rank_batch} per rank ({args.batch_size} global), lr {args.lr:g} ({args.schedule})")  # fmt: skip
         print(f"val accuracy {val_acc:.3f}  val loss {val_loss:.4f}  "
               f"{result['samples_per_second']:.0f} images/s  {history.seconds:.1f} s")  # fmt: skip
         same = max(result["rank_checksums"]) == min(result["rank_checksums"])

@@ -9,7 +9,8 @@ data-parallel or pipelined run can beat that ceiling, so their speed-ups are jud
 
 :func:`ddp_throughputs` times DDP training steps for several ``(processes, threads per
 process)`` configurations in one launch of gloo processes (:func:`~.launch.spawn`), and the bare
-all-reduce of a gradient-sized tensor that DDP adds to every step.
+all-reduce of a gradient-sized tensor that DDP adds to every step. :func:`speed_measurements`
+runs the ceiling, an all-reduce sweep and the DDP timings in one launch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ... import optim
 from ...engine import models
 from .launch import spawn
 
-__all__ = ["Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs"]
+__all__ = ["Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs", "speed_measurements"]
 
 
 @dataclass
@@ -201,3 +202,43 @@ def ddp_throughputs(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)
     return [Throughput(world_size=procs, threads_per_process=threads, total_batch=total_batch, steps=steps,
                        seconds=r["seconds"], comm_seconds=r["comm"], model=model)
             for (procs, threads), r in zip(configs, res[0])]  # fmt: skip
+
+
+def _speed_worker(rank: int, world_size: int, ceiling_args: tuple, sweep_args: tuple, throughput_args: tuple) -> dict:
+    """:func:`ceiling_worker`, :func:`~.communication.allreduce_worker` and the DDP timings, in one process group."""
+    from .communication import allreduce_worker
+
+    return dict(ceiling=ceiling_worker(rank, world_size, *ceiling_args),
+                sweep=allreduce_worker(rank, world_size, *sweep_args),
+                throughput=_throughput_worker(rank, world_size, *throughput_args))  # fmt: skip
+
+
+def speed_measurements(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)), *, total_batch: int = 256,
+                       steps: int = 10, ceiling_steps: int = 20, ceiling_repeats: int = 3,
+                       sweep_sizes: Sequence[int] = (4_096, 262_144, 4_194_304), sweep_repeats: int = 10,
+                       model: str = "small_cnn", seed: int = 0, timeout: float = 300.0):  # fmt: skip
+    """:func:`machine_ceiling`, :func:`~.communication.allreduce_sweep` and :func:`ddp_throughputs` in one launch.
+
+    Starting processes is the slow part on a small machine, so the three measurements share
+    one launch of ``max(processes)`` (at least 2) gloo processes, in that order. Returns
+    ``(Ceiling, (sizes, seconds, AllReduceFit), list[Throughput])``, as the three functions do.
+    """
+    from .communication import fit_allreduce
+
+    configs = [(int(p), int(t)) for p, t in configs]
+    for procs, threads in configs:
+        if procs < 1 or threads < 1 or total_batch % procs:
+            raise ValueError(f"bad configuration {(procs, threads)} for a total batch of {total_batch}")
+    _throughput_model(model)
+    world = max(2, max(p for p, _ in configs))
+    sizes = [int(s) for s in sweep_sizes]
+    res = spawn(_speed_worker, world, ((ceiling_steps, 256, ceiling_repeats), (sizes, sweep_repeats),
+                                       (configs, model, total_batch, steps, 2, seed)), timeout=timeout)  # fmt: skip
+    ceiling = Ceiling(world_size=world, alone=[r["ceiling"]["alone"] for r in res],
+                      together=[r["ceiling"]["together"] for r in res],
+                      job=f"{ceiling_steps} forward + backward passes of a 4 x 256 MLP, batch 64, one thread")  # fmt: skip
+    sweep = (sizes, res[0]["sweep"], fit_allreduce(sizes, res[0]["sweep"], world))
+    throughputs = [Throughput(world_size=procs, threads_per_process=threads, total_batch=total_batch, steps=steps,
+                              seconds=r["seconds"], comm_seconds=r["comm"], model=model)
+                   for (procs, threads), r in zip(configs, res[0]["throughput"])]  # fmt: skip
+    return ceiling, sweep, throughputs
