@@ -92,3 +92,15 @@ def test_schedule_curves_come_from_the_schedules():
     plt.close("all")
     assert means["WSD (cool-down from step 800)"] > means["warm-up + cosine"]  # WSD spends more learning rate
     assert means["WSD (cool-down from step 800)"] == pytest.approx((50 * 0.5 + 750 + 200 * 0.5) / 1000, abs=2e-3)
+
+
+def test_adaptive_runs_figure_reports_the_runs_it_draws():
+    from course_lib import optim, problems
+
+    land = problems.rotated_ravine()
+    finals = explorers.adaptive_runs_figure(land, lr=0.1, alpha=0.9, eps=1e-8, steps=50)
+    plt.close("all")
+    adagrad = problems.run_optimizer(land, optim.Adagrad, 50, lr=0.1, eps=1e-8).final_loss
+    rmsprop = problems.run_optimizer(land, optim.RMSprop, 50, lr=0.1, alpha=0.9, eps=1e-8).final_loss
+    assert list(finals.values()) == [adagrad, rmsprop]
+    assert list(finals) == ["Adagrad (ε = 1e-08)", "RMSProp (α = 0.9, ε = 1e-08)"]

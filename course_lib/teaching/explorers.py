@@ -14,7 +14,8 @@ values, as a PNG. A front end picks the richest form it can show from one output
 The chapters' own drawing functions live here too, when they hold a computation worth testing:
 :func:`momentum_run_figure` (chapters 01 and 03) draws a GD or momentum run on a quadratic landscape next to
 the rate the quadratic model predicts for it; :func:`schedule_figure` (chapter 08) three
-warm-up schedules with shared settings.
+warm-up schedules with shared settings; :func:`adaptive_runs_figure` (chapter 05) Adagrad and
+RMSProp with the same η and ε.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["starting_values", "static_png", "explore", "measured_rate", "momentum_run_figure", "schedule_curves",
-           "schedule_figure"]
+           "schedule_figure", "adaptive_runs_figure"]
 
 
 def starting_values(controls: dict[str, Any]) -> dict[str, Any]:
@@ -158,3 +159,24 @@ def schedule_figure(total_steps: int = 1000, warmup_steps: int = 50, decay_fract
     ax.legend(fontsize=10)
     plt.show()
     return means
+
+
+def adaptive_runs_figure(landscape, lr: float, alpha: float, eps: float, steps: int = 200) -> dict:
+    """Adagrad and RMSProp (decay ``alpha``) with the same ``lr`` and ``eps`` from
+    ``landscape.start``: paths on the contours (left), losses (right); returns
+    ``{label: final loss}``. Adagrad's steps shrink with the sum of squared gradients, RMSProp's
+    stay of size about η once its average has warmed up (over about 1/(1 − α) steps)."""
+    import matplotlib.pyplot as plt
+
+    from .. import optim, plots, problems
+
+    runs = problems.run_optimizers(landscape, {
+        f"Adagrad (ε = {eps:g})": (optim.Adagrad, dict(lr=lr, eps=eps)),
+        f"RMSProp (α = {alpha:g}, ε = {eps:g})": (optim.RMSprop, dict(lr=lr, alpha=alpha, eps=eps)),
+    }, steps)  # fmt: skip
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    plots.plot_landscape(landscape, ax=left, trajectories=runs)
+    plots.plot_losses(runs, ax=right)
+    right.set_title(f"η = {lr:g}, {steps} steps")
+    plt.show()
+    return {label: run.final_loss for label, run in runs.items()}
