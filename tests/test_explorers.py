@@ -104,3 +104,16 @@ def test_adaptive_runs_figure_reports_the_runs_it_draws():
     rmsprop = problems.run_optimizer(land, optim.RMSprop, 50, lr=0.1, alpha=0.9, eps=1e-8).final_loss
     assert list(finals.values()) == [adagrad, rmsprop]
     assert list(finals) == ["Adagrad (ε = 1e-08)", "RMSProp (α = 0.9, ε = 1e-08)"]
+
+
+def test_adam_runs_figure_l2_and_decoupled_decay():
+    import numpy as np
+
+    from course_lib import problems
+
+    land = problems.rosenbrock()
+    same = list(explorers.adam_runs_figure(land, 0.05, 0.9, 0.999, 0.0, steps=60).values())
+    np.testing.assert_array_equal(same[0], same[1])  # without decay Adam and AdamW are one method
+    apart = list(explorers.adam_runs_figure(land, 0.05, 0.9, 0.999, 0.5, steps=60).values())
+    plt.close("all")
+    assert np.abs(apart[0] - apart[1]).max() > 1e-3  # with decay they move differently

@@ -15,7 +15,7 @@ The chapters' own drawing functions live here too, when they hold a computation 
 :func:`momentum_run_figure` (chapters 01 and 03) draws a GD or momentum run on a quadratic landscape next to
 the rate the quadratic model predicts for it; :func:`schedule_figure` (chapter 08) three
 warm-up schedules with shared settings; :func:`adaptive_runs_figure` (chapter 05) Adagrad and
-RMSProp with the same η and ε.
+RMSProp with the same η and ε; :func:`adam_runs_figure` (chapter 06) Adam + L2 against AdamW.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["starting_values", "static_png", "explore", "measured_rate", "momentum_run_figure", "schedule_curves",
-           "schedule_figure", "adaptive_runs_figure"]
+           "schedule_figure", "adaptive_runs_figure",
+           "adam_runs_figure"]
 
 
 def starting_values(controls: dict[str, Any]) -> dict[str, Any]:
@@ -180,3 +181,25 @@ def adaptive_runs_figure(landscape, lr: float, alpha: float, eps: float, steps: 
     right.set_title(f"η = {lr:g}, {steps} steps")
     plt.show()
     return {label: run.final_loss for label, run in runs.items()}
+
+
+def adam_runs_figure(landscape, lr: float, beta1: float, beta2: float, weight_decay: float, steps: int = 300) -> dict:
+    """Adam with L2 (``optim.Adam(weight_decay=λ)``: λθ added to the gradient, then rescaled)
+    and AdamW (``optim.AdamW``: θ shrunk by ηλθ, outside the rescaling) with the same η, β₁, β₂
+    and λ from ``landscape.start``: paths (left), losses (right); returns ``{label: final point}``.
+    With λ = 0 the two are the same method; with λ > 0 they settle at different points, both
+    pulled from the landscape's minimum towards 0."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .. import optim, plots, problems
+
+    common = dict(lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
+    runs = problems.run_optimizers(landscape, {f"Adam + L2 (λ = {weight_decay:g})": (optim.Adam, common),
+                                               f"AdamW (λ = {weight_decay:g})": (optim.AdamW, common)}, steps)  # fmt: skip
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    plots.plot_landscape(landscape, ax=left, trajectories=runs)
+    plots.plot_losses(runs, ax=right)
+    right.set_title(f"η = {lr:g}, β₁ = {beta1:g}, β₂ = {beta2:g}")
+    plt.show()
+    return {label: np.asarray(run.points[-1], dtype=float) for label, run in runs.items()}
