@@ -7,7 +7,9 @@ so that the check cell does not show the answer to a student who has not written
 
 from __future__ import annotations
 
-__all__ = ["half_life"]
+import torch
+
+__all__ = ["half_life", "newton_schulz_step"]
 
 
 def half_life(beta: float) -> int:
@@ -22,3 +24,11 @@ def half_life(beta: float) -> int:
     while beta**k >= 0.5:
         k += 1
     return k
+
+
+def newton_schulz_step(X: torch.Tensor, a: float, b: float, c: float) -> torch.Tensor:
+    r"""One Newton–Schulz iteration, without the normalisation that comes first in Muon:
+    :math:`X \leftarrow aX + (bA + cA^2)X` with :math:`A = XX^\top` (each singular value
+    :math:`\sigma` of :math:`X` becomes :math:`a\sigma + b\sigma^3 + c\sigma^5`)."""
+    A = X @ X.T
+    return a * X + b * A @ X + c * A @ A @ X
