@@ -46,6 +46,7 @@ import sys
 from pathlib import Path
 
 from ..files import atomic_write_notebook, atomic_write_text
+from .student_copies import notebooks_to_copy
 
 __all__ = ["LONG_CELL_LINES", "SLIDE_MARKDOWN_LINES", "RISE_SETTINGS", "RISE_CSS", "slide_type",
            "apply_slide_metadata", "split_at_headings", "split_long_markdown", "presentation_copy",
@@ -177,12 +178,7 @@ def write_presentation(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) -
     import nbformat
 
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
-    notebooks = sorted(src_dir.glob("*.ipynb"))
-    if not notebooks:
-        raise FileNotFoundError(f"no notebooks (*.ipynb) found in {src_dir}")
-    if dst_dir.resolve() == src_dir.resolve():
-        raise ValueError(f"the presentation copy must differ from {src_dir}")
-    dst_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks_to_copy(src_dir, dst_dir, "the presentation copy")
     atomic_write_text(dst_dir / "rise.css", RISE_CSS)
     written = []
     for path in notebooks:

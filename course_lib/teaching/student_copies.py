@@ -193,6 +193,18 @@ def _add_answer_cells(nb) -> int:
     return inserted
 
 
+def notebooks_to_copy(src_dir: Path, dst_dir: Path, what: str) -> list[Path]:
+    """The notebooks of ``src_dir`` (sorted) for a derived copy ``what`` in ``dst_dir``, which is
+    created; errors when there are none or when ``dst_dir`` is ``src_dir`` (git tracks it)."""
+    notebooks = sorted(src_dir.glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no notebooks (*.ipynb) found in {src_dir}")
+    if dst_dir.resolve() == src_dir.resolve():
+        raise ValueError(f"{what} must differ from {src_dir}, which git tracks")
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    return notebooks
+
+
 def make_working_copy(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """Add the student copy of each notebook of ``src_dir`` that ``dst_dir`` lacks.
 
@@ -201,12 +213,7 @@ def make_working_copy(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) ->
     left alone. ``dst_dir`` is created when missing and may not be ``src_dir``.
     """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
-    notebooks = sorted(src_dir.glob("*.ipynb"))
-    if not notebooks:
-        raise FileNotFoundError(f"no notebooks (*.ipynb) found in {src_dir}")
-    if dst_dir.resolve() == src_dir.resolve():
-        raise ValueError(f"the working copy must differ from {src_dir}, which git tracks")
-    dst_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks_to_copy(src_dir, dst_dir, "the working copy")
     added, kept = [], []
     for nb_path in notebooks:
         out = dst_dir / nb_path.name
