@@ -47,3 +47,21 @@ def tiny_data():
     train = DeviceData.from_numpy(*split(80), device="cpu")
     return {"train": train, "val": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats),
             "test": DeviceData.from_numpy(*split(40), device="cpu", stats=train.stats)}  # fmt: skip
+
+
+@pytest.fixture
+def interrupt_third_run(monkeypatch):
+    """Make the study's third training run raise KeyboardInterrupt (as Ctrl-C would) and every
+    other run train as usual; returns a function that restores the real ``train_one``."""
+    from course_lib import study
+
+    real, calls = study.protocol.train_one, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study.protocol, "train_one", flaky)
+    return lambda: monkeypatch.setattr(study.protocol, "train_one", real)

@@ -54,23 +54,13 @@ def test_same_initial_weights_within_a_seed(tmp_path, cfg, tiny_data):
     assert len(set(np.round(list(first_losses.values()), 6))) == 1  # same weights, same first batch
 
 
-def test_interruption_keeps_finished_runs(tmp_path, cfg, tiny_data, monkeypatch):
-    real = study.train_one
-    calls = []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(study.protocol, "train_one", flaky)
+def test_interruption_keeps_finished_runs(tmp_path, cfg, tiny_data, interrupt_third_run):
     with pytest.raises(KeyboardInterrupt):
         study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
     store = study.ResultStore(tmp_path / "results.jsonl")
     assert len(store.load()) == 2
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
-    monkeypatch.setattr(study.protocol, "train_one", real)
+    interrupt_third_run()  # restore the real training
     study.run_study(cfg, tmp_path, data=tiny_data, progress=False, log=lambda *_: None)
     assert len(store.load()) == 8
 

@@ -196,7 +196,7 @@ def test_the_best_of_several_is_held_to_a_bonferroni_corrected_line():
     assert loss["best"] == "Adam" and all(r["difference"].mean >= 0 for r in loss["rows"])
 
 
-def test_optimizers_flag_wall_time_status_and_describe(tmp_path, cfg, tiny_data, monkeypatch, capsys):
+def test_optimizers_flag_wall_time_status_and_describe(tmp_path, cfg, tiny_data, monkeypatch, capsys, request):
     tiny = dataclasses.replace(cfg, epochs=1, final_seeds=2, grid_extensions=0)
     monkeypatch.setattr(study.cli, "config_for", lambda mode, task="cifar10": tiny)
     monkeypatch.setattr(study.protocol, "load_data", lambda c: tiny_data)
@@ -216,15 +216,7 @@ def test_optimizers_flag_wall_time_status_and_describe(tmp_path, cfg, tiny_data,
     assert "--optimizers takes names from" in capsys.readouterr().err
 
     # interrupted (Ctrl-C or kill): exit 130, the status says how far it got
-    real, calls = study.protocol.train_one, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(study.protocol, "train_one", flaky)
+    request.getfixturevalue("interrupt_third_run")
     part = tmp_path / "partial"
     assert study.main(["run", "--mode", "fast", "--out", str(part), "--no-progress"]) == 130
     entry = json.loads((part / "provenance.json").read_text())[-1]
