@@ -260,10 +260,13 @@ class DecayGrid:
         """Mean validation loss over seeds, ``len(lrs)`` x ``len(weight_decays)``."""
         return self.val_loss.mean(axis=2)
 
+    def _best_index(self) -> np.ndarray:
+        """For each learning rate, the index of the lowest mean loss (a diverged cell never wins)."""
+        return np.where(np.isfinite(self.mean), self.mean, np.inf).argmin(axis=1)
+
     def best_decay(self) -> np.ndarray:
         """For each learning rate, the weight decay with the lowest mean validation loss."""
-        mean = np.where(np.isfinite(self.mean), self.mean, np.inf)
-        return np.asarray(self.weight_decays)[mean.argmin(axis=1)]
+        return np.asarray(self.weight_decays)[self._best_index()]
 
     def near_best(self, n_se: float = 2.0) -> np.ndarray:
         r"""Boolean ``len(lrs)`` x ``len(weight_decays)``: cells whose loss is within ``n_se``
@@ -272,10 +275,8 @@ class DecayGrid:
         (the best cell itself is always in the set)."""
         if len(self.seeds) < 2:
             raise ValueError("near_best needs at least two seeds to estimate the noise")
-        mean = np.where(np.isfinite(self.mean), self.mean, np.inf)
-        best = mean.argmin(axis=1)
-        out = np.zeros(mean.shape, dtype=bool)
-        for i, j_best in enumerate(best):
+        out = np.zeros(self.mean.shape, dtype=bool)
+        for i, j_best in enumerate(self._best_index()):
             diff = self.val_loss[i] - self.val_loss[i, j_best][None, :]
             se = diff.std(axis=1, ddof=1) / np.sqrt(len(self.seeds))
             out[i] = np.isfinite(diff).all(axis=1) & (diff.mean(axis=1) <= n_se * se)
