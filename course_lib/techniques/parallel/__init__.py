@@ -1,8 +1,9 @@
 r"""Parallel training: data parallelism on ``torch.distributed``, and pipelined model parallelism.
 
 ================  ==========================================================================
-``launch``        run a worker function on local processes with a process group (spawned,
-                  free port, timeouts, clear errors, clean shutdown): :func:`spawn`
+``launch``        worker functions on local processes with a process group (spawned, free
+                  port, timeouts, clear errors, clean shutdown): :class:`Workers`, started
+                  once for many tasks, and :func:`spawn`, processes for one task
 ``ddp``           DDP's averaged gradient against the big batch's, over real processes
                   (:func:`ddp_gradient_checks`, :func:`ddp_check_worker`), and the small maths
                   (:func:`weighted_gradient_average`, :func:`flat_grad`, :func:`flat_params`)
@@ -27,7 +28,9 @@ r"""Parallel training: data parallelism on ``torch.distributed``, and pipelined 
 
 Notebooks write ``from course_lib.techniques import parallel`` (it is not imported by
 ``course_lib.techniques`` itself, since it loads ``torch.distributed``) and use
-``parallel.spawn``, ``parallel.ddp_gradient_checks``, ``parallel.pipeline_runs``, ...
+``parallel.Workers``, ``parallel.ddp_gradient_checks``, ``parallel.pipeline_runs``, ... Every
+function that runs processes takes ``workers=``: a :class:`Workers` whose processes it reuses
+(starting processes that import torch costs seconds each time); without it, it starts its own.
 
 Data parallelism (DDP)
 ----------------------
@@ -76,7 +79,7 @@ from .batch_size import NoiseScale, gradient_noise_scale, linear_scaled_lr, sqrt
 from .communication import AllReduceFit, allreduce_sweep, allreduce_worker, fit_allreduce, ring_allreduce_bytes
 from .ddp import DDPCheck, ddp_check_worker, ddp_gradient_checks, flat_grad, flat_params, weighted_gradient_average
 from .ddp_training import TorchrunResult, main, run_torchrun, torchrun_command, train_ddp
-from .launch import WorkerError, free_port, spawn
+from .launch import WorkerError, Workers, free_port, spawn
 from .memory import SavedActivations
 from .pipeline import (Interval, PipelineTimeline, bubble_fraction, gpipe_makespan, gpipe_schedule, handoff,
                        pipeline_mlp, plot_pipeline_timeline, split_stages)
@@ -91,7 +94,7 @@ __all__ = [
     "ring_allreduce_bytes", "AllReduceFit", "fit_allreduce", "allreduce_worker", "allreduce_sweep", "pipeline", "pipelining", "memory", "sharding", "ddp_training",
     "COURSE_OPTIMIZERS", "METHODS", "ShardingRun", "local_bytes", "sharding_runs", "sharding_worker",
     "state_bytes_per_parameter_table", "zero_bytes_per_parameter",
-    "WorkerError", "free_port", "spawn",
+    "WorkerError", "Workers", "free_port", "spawn",
     "weighted_gradient_average", "flat_grad", "flat_params", "DDPCheck", "ddp_check_worker", "ddp_gradient_checks",
     "Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs", "speed_measurements",
     "bubble_fraction", "gpipe_makespan", "Interval", "PipelineTimeline", "gpipe_schedule", "pipeline_mlp",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .launch import spawn
+from .launch import Workers, run_on
 
 __all__ = ["ring_allreduce_bytes", "AllReduceFit", "fit_allreduce", "allreduce_worker", "allreduce_sweep"]
 
@@ -79,8 +79,10 @@ def allreduce_worker(rank: int, world_size: int, sizes: list[int], repeats: int)
 
 
 def allreduce_sweep(sizes: Sequence[int] = (4_096, 65_536, 1_048_576, 8_388_608), world_size: int = 2, *,
-                    repeats: int = 10, timeout: float = 120.0) -> tuple[list[int], list[float], AllReduceFit]:  # fmt: skip
-    """Time gloo all-reduces of each size (bytes) on ``world_size`` processes; return sizes, rank 0's median times, the fit."""
+                    repeats: int = 10, workers: Workers | None = None,
+                    timeout: float = 120.0) -> tuple[list[int], list[float], AllReduceFit]:  # fmt: skip
+    """Time gloo all-reduces of each size (bytes) on ``world_size`` processes (``workers`` when given);
+    return sizes, rank 0's median times, the fit."""
     sizes = [int(s) for s in sizes]
-    times = spawn(allreduce_worker, world_size, (sizes, int(repeats)), timeout=timeout)[0]
+    times = run_on(workers, allreduce_worker, world_size, (sizes, int(repeats)), timeout=timeout)[0]
     return sizes, times, fit_allreduce(sizes, times, world_size)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ... import optim
 from ...engine import models
-from .launch import spawn
+from .launch import Workers, run_on
 
 __all__ = ["weighted_gradient_average", "flat_grad", "flat_params", "DDPCheck", "ddp_check_worker",
            "ddp_gradient_checks"]  # fmt: skip
@@ -222,7 +222,7 @@ def _check_case(world_size: int, batch_size: int = 32, shard_sizes: Sequence[int
 
 
 def ddp_gradient_checks(cases: Mapping[str, Mapping[str, Any]], world_size: int = 2, *,
-                        timeout: float = 120.0) -> dict[str, DDPCheck]:  # fmt: skip
+                        workers: Workers | None = None, timeout: float = 120.0) -> dict[str, DDPCheck]:  # fmt: skip
     """DDP on ``world_size`` gloo processes against one process on the combined batch, per case.
 
     ``cases``: label -> keyword arguments, any of ``batch_size`` (32), ``shard_sizes`` (equal
@@ -239,10 +239,10 @@ def ddp_gradient_checks(cases: Mapping[str, Mapping[str, Any]], world_size: int 
     normalises with its own shard's statistics, so it does not). ``reweight=True`` scales each
     rank's loss by :math:`W n_r / N`, which makes DDP's plain mean the correctly weighted one for
     unequal shards. Starting processes is the slow part (each imports torch), so all cases run
-    in one group of ``world_size`` processes.
+    in one task, on ``workers`` (a :class:`~.launch.Workers` of ``world_size`` ranks) when given.
     """
     specs = {label: _check_case(world_size, **kw) for label, kw in cases.items()}
-    per_rank = spawn(ddp_check_worker, world_size, (list(specs.values()),), timeout=timeout)
+    per_rank = run_on(workers, ddp_check_worker, world_size, (list(specs.values()),), timeout=timeout)
     out = {}
     for i, (label, spec) in enumerate(specs.items()):
         full_grad, single_params = _single_process(spec)

@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .ddp import flat_grad
-from .launch import spawn
+from .launch import Workers, run_on
 from .memory import SavedActivations
 from .pipeline import Interval, PipelineTimeline, bubble_fraction, pipeline_mlp, split_stages
 
@@ -263,7 +263,7 @@ def _case(schedule: str = "gpipe", micro_batches: int = 4, batch: int = 64, widt
 
 
 def pipeline_runs(cases: Mapping[str, Mapping[str, Any]], stages: int = 2, *, device_type: str = "cpu",
-                  timeout: float = 120.0) -> dict[str, PipelineRun]:  # fmt: skip
+                  workers: Workers | None = None, timeout: float = 120.0) -> dict[str, PipelineRun]:  # fmt: skip
     """Each case on ``stages`` processes with ``torch.distributed.pipelining``, measured (:class:`PipelineRun`).
 
     ``cases``: label -> keyword arguments, any of ``schedule`` (``"gpipe"`` or ``"1f1b"``),
@@ -271,11 +271,13 @@ def pipeline_runs(cases: Mapping[str, Mapping[str, Any]], stages: int = 2, *, de
     then a head), ``dtype`` (``torch.float64``), ``repeats`` (3 timed steps after a warm-up),
     ``seed`` (0). Every rank builds the same model from the seed and keeps its stage; the batch
     is random and the same everywhere. The processes run one intra-op thread each, gloo on the
-    CPU or (``device_type="cuda"``) NCCL with one GPU per rank. All cases run in one launch.
+    CPU or (``device_type="cuda"``) NCCL with one GPU per rank. All cases run in one task, on
+    ``workers`` (a :class:`~.launch.Workers` of ``stages`` ranks and that backend) when given.
     """
     specs = {label: _case(**kw) for label, kw in cases.items()}
     backend = "nccl" if device_type == "cuda" else "gloo"
-    per_rank = spawn(pipeline_worker, stages, (list(specs.values()), device_type), backend=backend, timeout=timeout)
+    per_rank = run_on(workers, pipeline_worker, stages, (list(specs.values()), device_type), backend=backend,
+                      timeout=timeout)  # fmt: skip
     out = {}
     for i, (label, spec) in enumerate(specs.items()):
         ranks = [r[i] for r in per_rank]

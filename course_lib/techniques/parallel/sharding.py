@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ... import optim
-from .launch import spawn
+from .launch import Workers, run_on
 from .pipeline import pipeline_mlp
 
 __all__ = ["COURSE_OPTIMIZERS", "state_bytes_per_parameter_table", "zero_bytes_per_parameter", "local_bytes",
@@ -177,18 +177,20 @@ def sharding_worker(rank: int, world_size: int, case: dict) -> list[dict]:
 
 
 def sharding_runs(world_size: int = 2, *, width: int = 64, depth: int = 3, batch: int = 32, steps: int = 3,
-                  lr: float = 1e-2, seed: int = 0, timeout: float = 120.0) -> dict[str, ShardingRun]:  # fmt: skip
+                  lr: float = 1e-2, seed: int = 0, workers: Workers | None = None,
+                  timeout: float = 120.0) -> dict[str, ShardingRun]:  # fmt: skip
     """DDP, ZeRO stage 1 and FSDP2, each with ``course_lib.optim.Adam``, on ``world_size`` gloo processes.
 
     Every method trains :func:`~.pipeline.pipeline_mlp` (``width``, ``depth``; float64) from the
     same seed for ``steps`` steps on the same random batches (``batch`` examples per step, split
     evenly over the ranks), so the final weights can be compared exactly. Returns
-    method -> :class:`ShardingRun`.
+    method -> :class:`ShardingRun`. ``workers``: a :class:`~.launch.Workers` of ``world_size``
+    ranks to run on (default: processes of its own).
     """
     if batch % world_size:
         raise ValueError(f"batch {batch} is not divisible by world_size {world_size}")
     case = dict(width=int(width), depth=int(depth), batch=int(batch), steps=int(steps), lr=float(lr), seed=int(seed))
-    per_rank = spawn(sharding_worker, world_size, (case,), timeout=timeout)
+    per_rank = run_on(workers, sharding_worker, world_size, (case,), timeout=timeout)
     out = {}
     for i, method in enumerate(METHODS):
         ranks = [r[i] for r in per_rank]

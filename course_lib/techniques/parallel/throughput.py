@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ... import optim
 from ...engine import models
-from .launch import spawn
+from .launch import Workers, run_on
 
 __all__ = ["Ceiling", "ceiling_worker", "machine_ceiling", "Throughput", "ddp_throughputs", "speed_measurements"]
 
@@ -84,17 +84,17 @@ def ceiling_worker(rank: int, world_size: int, steps: int, width: int, repeats: 
 
 
 def machine_ceiling(world_size: int = 2, *, steps: int = 20, width: int = 256, repeats: int = 3,
-                    timeout: float = 120.0) -> Ceiling:  # fmt: skip
+                    workers: Workers | None = None, timeout: float = 120.0) -> Ceiling:  # fmt: skip
     """The same single-thread job (``steps`` forward + backward passes of an MLP) alone and on all ranks at once.
 
-    ``world_size`` gloo processes (:func:`~.launch.spawn`) with one intra-op thread each; each
+    ``world_size`` gloo processes (``workers``, or :func:`~.launch.spawn`) with one intra-op thread each; each
     rank runs the job alone while the others wait, then all run it together, ``repeats`` times;
     the fastest time of each kind is kept. :attr:`Ceiling.speedup` is the best any parallel
     scheme of ``world_size`` processes can reach on this machine now.
     """
     if world_size < 1 or steps < 1 or repeats < 1:
         raise ValueError(f"world_size, steps and repeats must be at least 1, got {world_size}, {steps}, {repeats}")
-    res = spawn(ceiling_worker, world_size, (steps, width, repeats), timeout=timeout)
+    res = run_on(workers, ceiling_worker, world_size, (steps, width, repeats), timeout=timeout)
     return Ceiling(world_size=world_size, alone=[r["alone"] for r in res], together=[r["together"] for r in res],
                    job=f"{steps} forward + backward passes of a 4 x {width} MLP, batch 64, one thread")  # fmt: skip
 
@@ -178,7 +178,7 @@ def _time_training(rank: int, procs: int, threads: int, group, model_name: str, 
 
 def ddp_throughputs(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)), *, total_batch: int = 256,
                     steps: int = 10, warmup: int = 2, model: str = "small_cnn", seed: int = 0,
-                    timeout: float = 300.0) -> list[Throughput]:  # fmt: skip
+                    workers: Workers | None = None, timeout: float = 300.0) -> list[Throughput]:  # fmt: skip
     """Samples/second of DDP training for several ``(processes, threads per process)`` configurations.
 
     In each configuration, every one of the ``processes`` gloo processes runs ``threads``
@@ -198,7 +198,8 @@ def ddp_throughputs(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)
             raise ValueError(f"bad configuration {(procs, threads)} for a total batch of {total_batch}")
     _throughput_model(model)
     world = max(p for p, _ in configs)
-    res = spawn(_throughput_worker, world, (configs, model, total_batch, steps, warmup, seed), timeout=timeout)
+    res = run_on(workers, _throughput_worker, world, (configs, model, total_batch, steps, warmup, seed),
+                 timeout=timeout)  # fmt: skip
     return [Throughput(world_size=procs, threads_per_process=threads, total_batch=total_batch, steps=steps,
                        seconds=r["seconds"], comm_seconds=r["comm"], model=model)
             for (procs, threads), r in zip(configs, res[0])]  # fmt: skip
@@ -216,11 +217,13 @@ def _speed_worker(rank: int, world_size: int, ceiling_args: tuple, sweep_args: t
 def speed_measurements(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)), *, total_batch: int = 256,
                        steps: int = 10, ceiling_steps: int = 20, ceiling_repeats: int = 3,
                        sweep_sizes: Sequence[int] = (4_096, 262_144, 4_194_304), sweep_repeats: int = 10,
-                       model: str = "small_cnn", seed: int = 0, timeout: float = 300.0):  # fmt: skip
+                       model: str = "small_cnn", seed: int = 0, workers: Workers | None = None,
+                       timeout: float = 300.0):  # fmt: skip
     """:func:`machine_ceiling`, :func:`~.communication.allreduce_sweep` and :func:`ddp_throughputs` in one launch.
 
     Starting processes is the slow part on a small machine, so the three measurements share
-    one launch of ``max(processes)`` (at least 2) gloo processes, in that order. Returns
+    one task on ``max(processes)`` (at least 2) gloo processes, in that order (on ``workers``,
+    a :class:`~.launch.Workers` of that many ranks, when given). Returns
     ``(Ceiling, (sizes, seconds, AllReduceFit), list[Throughput])``, as the three functions do.
     """
     from .communication import fit_allreduce
@@ -232,8 +235,8 @@ def speed_measurements(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2,
     _throughput_model(model)
     world = max(2, max(p for p, _ in configs))
     sizes = [int(s) for s in sweep_sizes]
-    res = spawn(_speed_worker, world, ((ceiling_steps, 256, ceiling_repeats), (sizes, sweep_repeats),
-                                       (configs, model, total_batch, steps, 2, seed)), timeout=timeout)  # fmt: skip
+    res = run_on(workers, _speed_worker, world, ((ceiling_steps, 256, ceiling_repeats), (sizes, sweep_repeats),
+                                                 (configs, model, total_batch, steps, 2, seed)), timeout=timeout)  # fmt: skip
     ceiling = Ceiling(world_size=world, alone=[r["ceiling"]["alone"] for r in res],
                       together=[r["ceiling"]["together"] for r in res],
                       job=f"{ceiling_steps} forward + backward passes of a 4 x 256 MLP, batch 64, one thread")  # fmt: skip
