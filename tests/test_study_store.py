@@ -348,3 +348,33 @@ def test_study_config_checks_every_field_when_it_is_made(changes, message):
         tiny_config(**changes)
     for mode in ("fast", "full"):
         study.config_for(mode)  # the shipped configurations pass
+
+
+def _record(key, steps, **history):
+    return dict(key=key, fingerprint="f", task="cifar10", optimizer="SGD", lr=0.1, seed=0, phase="search",
+                history=dict(step_loss=[float(i) for i in range(steps)], epochs=[], **history))  # fmt: skip
+
+
+def test_thin_keeps_every_nth_step_and_says_so(tmp_path, capsys):
+    store = study.ResultStore(tmp_path / "results.jsonl")
+    store.write([_record("a", 25), _record("b", 7)])
+    assert study.cli.main(["thin", "--out", str(tmp_path), "--every", "5"]) == 0
+    assert "thinned the per-step loss of 2 of 2 runs to every 5th step" in capsys.readouterr().out
+    a, b = store.load()
+    assert a["history"]["step_loss"] == [0.0, 5.0, 10.0, 15.0, 20.0] and a["history"]["step_loss_every"] == 5
+    assert b["history"]["step_loss"] == [0.0, 5.0]
+    assert {k: v for k, v in a.items() if k != "history"} == {k: v for k, v in _record("a", 25).items()
+                                                             if k != "history"}  # fmt: skip
+    # thinning again by a multiple thins further, from the steps kept; the same factor changes nothing
+    assert study.thin(tmp_path, 5) == (0, 2)
+    assert study.thin(tmp_path, 10) == (2, 2)
+    assert store.load()[0]["history"]["step_loss"] == [0.0, 10.0, 20.0]
+
+
+def test_thin_refuses_a_factor_that_does_not_divide_an_earlier_thinning(tmp_path, capsys):
+    study.ResultStore(tmp_path / "results.jsonl").write([_record("a", 30, step_loss_every=10)])
+    with pytest.raises(ValueError, match="already thinned to every 10th step"):
+        study.thin_step_loss(study.ResultStore(tmp_path / "results.jsonl").load()[0], 15)
+    assert study.cli.main(["thin", "--out", str(tmp_path), "--every", "15"]) == 2
+    assert "error: run a is already thinned" in capsys.readouterr().err
+    assert study.cli.main(["thin", "--out", str(tmp_path / "empty"), "--every", "2"]) == 2

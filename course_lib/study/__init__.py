@@ -39,7 +39,8 @@ from .protocol import (LrSearch, chosen_learning_rates, decoupled_weight_decay, 
 from .report import (best_of, check_complete, claim_verdict, curves, describe_study, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
                      summary_csv, summary_markdown)
 from .store import (ConfigMismatch, IncompleteStudy, LockHeld, ResultStore, StudyError, check_config, data_variant,
-                    dedupe, load_config, merge, move_aside, provenance, record_provenance, write_config)
+                    dedupe, load_config, merge, move_aside, provenance, record_provenance, thin, thin_step_loss,
+                    write_config)
 
 __all__ = [
     "design", "store", "protocol", "report", "cli",
@@ -50,7 +51,7 @@ __all__ = [
     "reference_config", "final_seeds",
     "LrSearch", "lr_search", "search_plan", "search_table", "study_status", "total_steps", "decoupled_weight_decay", "validation_se",
     "best_of", "claim_verdict", "describe_study",
-    "ResultStore", "merge", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
+    "ResultStore", "merge", "thin", "thin_step_loss", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
     "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",
     "check_complete",
     "train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra",

@@ -1,4 +1,4 @@
-"""The command line: ``python -m course_lib.study run|merge|summary --out DIR``.
+"""The command line: ``python -m course_lib.study run|merge|summary|thin --out DIR``.
 
 ::
 
@@ -9,6 +9,7 @@
     python -m course_lib.study summary --out results/study-full
     python -m course_lib.study run --mode fast --optimizers Adam,Lion,ScheduleFreeAdamW --out results/modern
     nice -n 19 python -m course_lib.study run --mode reference --out reference/study-cpu
+    python -m course_lib.study thin --out reference/study-cpu --every 10
 
 ``--shard i/n`` runs every n-th run of the grid, starting at the i-th, so array jobs on a
 cluster can share the work; ``merge`` joins the shard files. On Slurm: an array job of n tasks
@@ -20,6 +21,8 @@ on CIFAR-10, the default) or ``shakespeare`` (a small transformer on tiny Shakes
 :data:`~course_lib.study.design.OPTIMIZER_SETTINGS`). ``--mode reference`` is the CPU reference
 (:func:`~course_lib.study.design.reference_config`). A ``run`` stopped by Ctrl-C or ``kill``
 (SIGTERM) records its wall time and how far it got in ``provenance.json`` before it exits.
+``thin --every N`` keeps every N-th step of each run's per-step loss (for a study committed to a
+repository; every reported number comes from the per-epoch entries).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .protocol import run_study
 from ..config import ConfigError
 from ..engine.cifar10 import DataError
 from .report import check_complete, save_figures, summarize, summary_csv, summary_markdown
-from .store import IncompleteStudy, LockHeld, ResultStore, StudyError, dedupe, load_config, merge
+from .store import IncompleteStudy, LockHeld, ResultStore, StudyError, dedupe, load_config, merge, thin
 
 __all__ = ["main"]
 
@@ -70,6 +73,11 @@ def _interrupt(signum, frame):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib.study", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("thin", help="keep every N-th step of each run's per-step loss (smaller results file)")
+    t.add_argument("--out", required=True, help="the study's directory")
+    t.add_argument("--every", type=int, required=True, metavar="N", help="keep steps 1, 1 + N, 1 + 2N, ...")
+    t.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when another process is writing the results file, wait this long for it")
     for name, text in [("run", "run or resume the study"), ("merge", "join shard result files"),
                        ("summary", "write summary.md and summary.csv")]:  # fmt: skip
         p = sub.add_parser(name, help=text)
@@ -113,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.command == "thin":
+        try:
+            changed, total = thin(args.out, args.every, wait=args.wait)
+        except ValueError as exc:  # --every not a multiple of an earlier thinning, or below 1
+            raise StudyError(str(exc)) from exc
+        print(f"thinned the per-step loss of {changed} of {total} runs to every {args.every}th step "
+              f"in {Path(args.out) / 'results.jsonl'}")  # fmt: skip
+        return 0
     if args.mode is None and args.command != "summary":
         args.mode = "fast" if config.is_fast() else "full"
     if args.command == "summary" and args.mode is None:

@@ -11,6 +11,9 @@ In a study's directory ``<out>``:
   commit too), data variant, date (:func:`provenance`, :func:`record_provenance`);
 - ``extra.jsonl``: runs outside the grid (:func:`~course_lib.study.protocol.run_extra`).
 
+A study committed to a repository keeps its size down with :func:`thin` (``python -m
+course_lib.study thin --out DIR --every 10``): each run's per-step loss keeps every 10th step.
+
 **Nothing lost, nothing mixed.** A process that writes a results file holds its lock
 (:meth:`ResultStore.lock`, ``results.jsonl.lock``: pid, host, start, command; a second writer
 waits or is refused with a message naming the holder; the lock of a process that died is
@@ -188,6 +191,43 @@ def merge(out: str | os.PathLike, *, wait: float = 0.0) -> ResultStore:
                 by_run[run_identity(r)] = r
         target.write(by_run.values())
     return target
+
+
+def thin_step_loss(record: dict, every: int) -> dict:
+    """``record`` with its per-step loss thinned to every ``every``-th step (steps 1, 1 + every, ...).
+
+    ``history.step_loss_every`` says how far apart the kept steps are (absent: 1); thinning a
+    record already thinned by ``k`` keeps every ``every / k``-th of its values, so ``every`` must
+    be a multiple of ``k``. Nothing else in the record changes: every reported number comes from
+    the per-epoch entries. A copy is returned; ``record`` is not modified.
+    """
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    history = record.get("history") or {}
+    k = int(history.get("step_loss_every", 1))
+    if every % k:
+        raise ValueError(f"run {record.get('key')} is already thinned to every {k}th step; "
+                         f"every must be a multiple of {k}, got {every}")  # fmt: skip
+    if every == k or "step_loss" not in history:
+        return record
+    return {**record, "history": {**history, "step_loss": history["step_loss"][:: every // k],
+                                  "step_loss_every": every}}  # fmt: skip
+
+
+def thin(out: str | os.PathLike, every: int, *, wait: float = 0.0) -> tuple[int, int]:
+    """Thin the per-step loss of every run in ``out``'s ``results.jsonl`` (:func:`thin_step_loss`),
+    holding its lock; for a study committed to a repository, where the file's size matters.
+    Returns (runs thinned, runs in the file)."""
+    store = ResultStore(Path(out) / "results.jsonl")
+    with store.lock(wait=wait):
+        records = store.load()
+        if not records:
+            raise IncompleteStudy(f"no results in {store.path}")
+        thinned = [thin_step_loss(r, every) for r in records]
+        changed = sum(a is not b for a, b in zip(records, thinned))
+        if changed:
+            store.write(thinned)
+    return changed, len(records)
 
 
 _STUDY_FILES = ("results.jsonl", "results-*-of-*.jsonl", "study-config.json", "provenance.json", "extra.jsonl",
