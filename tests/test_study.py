@@ -256,7 +256,7 @@ def test_the_text_task_is_checked_and_keyed_by_its_fingerprint():
         _text_cfg(eval_every=None)
     with pytest.raises(ValueError, match="no augmentation"):
         _text_cfg(augment=True)
-    with pytest.raises(ValueError, match="mode must be 'fast', 'full' or 'reference' \\(cifar10 only\\) and task one of"):
+    with pytest.raises(ValueError, match="mode must be 'fast', 'full' or 'reference' and task one of"):
         study.config_for("fast", "mnist")
 
 
@@ -280,3 +280,11 @@ def test_the_text_study_runs_through_the_command_line(tmp_path, monkeypatch, cap
     assert "steps to 10% val acc" in summary and "Momentum" in summary
     difference = study.paired(cfg, records, "Momentum", "Adam", "test_loss")
     assert difference.n_seeds == 2 and np.isfinite(difference.se)
+
+
+def test_the_text_reference_is_the_reference_protocol_on_the_transformer():
+    cfg = study.config_for("reference", "shakespeare")
+    assert cfg == study.text_reference_config() and cfg.task == "shakespeare" and cfg.mode == "reference"
+    assert cfg.final_seeds == 5 and cfg.optimizers == study.reference_config().optimizers
+    assert cfg.steps * cfg.batch_size * cfg.context > 2_000_000  # more than two passes over the training text
+    assert cfg.fingerprint() == "b7e647666df8"  # the study committed in reference/study-cpu-shakespeare/

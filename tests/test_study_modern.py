@@ -19,7 +19,8 @@ def test_the_registries_know_the_modern_names_but_the_defaults_compare_the_class
     assert study.CLASSIC_OPTIMIZERS == ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW")
     # one weight decay for all makes AdamW's rule Adam's: the configurations compare the other six
     assert study.COMPARED_OPTIMIZERS == study.CLASSIC_OPTIMIZERS[:-1]
-    for cfg in (study.fast_config(), study.full_config(), study.text_full_config(), study.reference_config()):
+    for cfg in (study.fast_config(), study.full_config(), study.text_full_config(), study.reference_config(),
+                study.text_reference_config()):
         assert cfg.optimizers == study.COMPARED_OPTIMIZERS and cfg.weight_decay == 0
         assert set(cfg.optimizer_settings) == set(cfg.lr_grids) == set(study.CLASSIC_OPTIMIZERS)
     assert study.OPTIMIZER_CLASSES["Lion"] is optim.Lion and study.OPTIMIZER_CLASSES["MuonWithAdamW"] is optim.MuonWithAdamW
@@ -30,7 +31,7 @@ def test_the_registries_know_the_modern_names_but_the_defaults_compare_the_class
 def test_stored_configurations_load_to_the_same_fingerprint():
     # a study-config.json read back (JSON has no tuples) gives the fingerprint it was written with
     for cfg in (study.fast_config(), study.full_config(), study.text_fast_config(), study.text_full_config(),
-                study.reference_config()):
+                study.reference_config(), study.text_reference_config()):
         fields = json.loads(json.dumps(dataclasses.asdict(cfg)))
         fields["optimizers"] = tuple(fields["optimizers"])
         assert study.StudyConfig(**fields).fingerprint() == cfg.fingerprint()

@@ -30,7 +30,7 @@ Notebook 11 writes ``from course_lib import study`` and uses ``study.fast_config
 from . import cli, design, protocol, report, store
 from .cli import main
 from .design import (CLASSIC_OPTIMIZERS, COMPARED_OPTIMIZERS, LR_GRIDS, PROTOCOL, SEARCH_SEED, is_schedule_free,
-                     reference_config, select_optimizers, final_seeds, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec,
+                     reference_config, text_reference_config, select_optimizers, final_seeds, OPTIMIZER_CLASSES, OPTIMIZER_SETTINGS, TASKS, TEXT_LR_GRIDS, RunSpec,
                      StudyConfig, config_for, fast_config, final_runs, full_config, optimizer_for, search_runs, shard,
                      text_fast_config, text_full_config, with_optimizers)
 from .protocol import (LrSearch, chosen_learning_rates, decoupled_weight_decay, load_data, lr_search, run_extra,
@@ -48,7 +48,7 @@ __all__ = [
     "full_config", "text_fast_config", "text_full_config",
     "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard", "CLASSIC_OPTIMIZERS",
     "with_optimizers", "select_optimizers", "COMPARED_OPTIMIZERS", "PROTOCOL", "SEARCH_SEED", "is_schedule_free",
-    "reference_config", "final_seeds",
+    "reference_config", "text_reference_config", "final_seeds",
     "LrSearch", "lr_search", "search_plan", "search_table", "study_status", "total_steps", "decoupled_weight_decay", "validation_se",
     "best_of", "claim_verdict", "describe_study",
     "ResultStore", "merge", "thin", "thin_step_loss", "write_config", "load_config", "provenance", "record_provenance", "data_variant",

@@ -19,7 +19,8 @@ configuration the study in ``--out`` ran with. ``--task`` picks the test bed: ``
 on CIFAR-10, the default) or ``shakespeare`` (a small transformer on tiny Shakespeare).
 ``--optimizers NAME,NAME`` compares exactly those (classic or modern names of
 :data:`~course_lib.study.design.OPTIMIZER_SETTINGS`). ``--mode reference`` is the CPU reference
-(:func:`~course_lib.study.design.reference_config`). A ``run`` stopped by Ctrl-C or ``kill``
+(:func:`~course_lib.study.design.reference_config`; with ``--task shakespeare``,
+:func:`~course_lib.study.design.text_reference_config`). A ``run`` stopped by Ctrl-C or ``kill``
 (SIGTERM) records its wall time and how far it got in ``provenance.json`` before it exits.
 ``thin --every N`` keeps every N-th step of each run's per-step loss (for a study committed to a
 repository; every reported number comes from the per-epoch entries).
