@@ -225,3 +225,17 @@ def test_plot_ranking_puts_the_best_on_top_with_two_standard_errors():
     assert segment[0][0] == pytest.approx(0.36 - 0.01) and segment[1][0] == pytest.approx(0.36 + 0.01)
     low = plots.plot_ranking({"a": (2.0, 0.1), "b": (1.5, 0.1)}, lower_is_better=True)
     assert [t.get_text() for t in low.get_yticklabels()] == ["a", "b"] and "lower is better" in low.get_xlabel()
+
+
+def test_curves_with_band_leave_diverged_seeds_out_and_say_so():
+    good = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]])
+    runs = {"Adam": good, "SGD": np.vstack([good, [[1.0, np.nan, np.nan]]]),
+            "Lion": np.full((2, 3), np.nan)}  # fmt: skip
+    ax = plots.plot_curves_with_band(None, runs)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["Adam (mean of 2)", "SGD (mean of 2; 1 diverged)", "Lion (all 2 diverged)"]
+    adam, sgd, lion = ax.get_lines()
+    np.testing.assert_allclose(sgd.get_ydata(), [2.0, 3.0, 4.0])  # the mean of the two finite seeds
+    np.testing.assert_allclose(sgd.get_ydata(), adam.get_ydata())
+    assert len(lion.get_ydata()) == 0
+    plt.close(ax.figure)

@@ -30,7 +30,10 @@ def plot_curves_with_band(
 
     ``runs`` maps a label to a 2-D array (seeds x steps). ``band`` is ``"minmax"`` (from the
     lowest to the highest seed) or ``"std"`` (mean ± one standard deviation; on a log axis cut
-    at the smallest positive value). ``x`` gives the x values (None: 0, 1, 2, ...).
+    at the smallest positive value). ``x`` gives the x values (None: 0, 1, 2, ...). A seed with a
+    value that is not finite (a diverged run) is left out of the mean and the band, and the
+    legend says so: "(mean of 4; 1 diverged)"; when every seed diverged only the legend entry is
+    drawn.
     """
     if band not in {"minmax", "std"}:
         raise ValueError(f"band must be 'minmax' or 'std', got {band!r}")
@@ -39,6 +42,12 @@ def plot_curves_with_band(
     for i, (label, values) in enumerate(runs.items()):
         values = np.atleast_2d(np.asarray(values, dtype=np.float64))
         xs = np.arange(values.shape[1]) if x is None else np.asarray(x)
+        finite = np.isfinite(values).all(axis=1)
+        diverged = int((~finite).sum())
+        values = values[finite]
+        if not len(values):
+            ax.plot([], [], color=colors[i], label=f"{label} (all {diverged} diverged)")
+            continue
         mean = values.mean(axis=0)
         if band == "minmax":
             low, high = values.min(axis=0), values.max(axis=0)
@@ -47,7 +56,8 @@ def plot_curves_with_band(
             low, high = mean - std, mean + std
         if log:  # a band reaching zero or below would fill the log axis down to its bottom
             low = np.maximum(low, values[values > 0].min(initial=np.inf))
-        ax.plot(xs, mean, color=colors[i], label=f"{label} (mean of {len(values)})")
+        note = f"; {diverged} diverged" if diverged else ""
+        ax.plot(xs, mean, color=colors[i], label=f"{label} (mean of {len(values)}{note})")
         ax.fill_between(xs, low, high, color=colors[i], alpha=0.2, linewidth=0)
     if log:
         ax.set_yscale("log")
