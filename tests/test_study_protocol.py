@@ -196,6 +196,24 @@ def test_the_best_of_several_is_held_to_a_bonferroni_corrected_line():
     assert loss["best"] == "Adam" and all(r["difference"].mean >= 0 for r in loss["rows"])
 
 
+def test_a_diverged_seed_is_left_out_of_the_pair_and_named():
+    cfg = study.StudyConfig(mode="test", model="small_cnn", epochs=1, final_seeds=4, grid_extensions=0,
+                            optimizers=("SGD", "Adam"),
+                            lr_grids={"SGD": (0.1, 0.3, 1.0), "Adam": (1e-3, 3e-3, 1e-2)})  # fmt: skip
+    records = _per_seed_records(cfg, {"SGD": [0.30, 0.31, 0.29, 0.30], "Adam": [0.44, 0.45, 0.44, 0.45]})
+    first_sgd = next(r for r in records if r["phase"] == "final" and r["optimizer"] == "SGD" and r["seed"] == 1)
+    first_sgd.update(test_acc=None, test_loss=None)  # seed 1 of SGD diverged: no accuracy
+    first_sgd["history"]["diverged"] = True
+    assert study.diverged_seeds(cfg, records) == {"SGD": [1], "Adam": []}
+    d = study.paired(cfg, records, "Adam", "SGD")
+    assert d.n_seeds == 3 and d.mean == pytest.approx(0.44 / 3)  # seeds 2-4: 0.14, 0.15, 0.15 (a NaN made it "inconclusive")
+    result = study.best_of(cfg, records)
+    (row,) = result["rows"]
+    assert result["best"] == "Adam" and row["verdict"] == "ahead" and row["diverged"] == {"SGD": [1]}
+    assert study.comparison_line("Adam", row) == (f"Adam - SGD       {row['difference']:+.3f} -> ahead "
+                                                   "(SGD diverged on seed 1: left out)")  # fmt: skip
+
+
 def test_optimizers_flag_wall_time_status_and_describe(tmp_path, cfg, tiny_data, monkeypatch, capsys, request):
     tiny = dataclasses.replace(cfg, epochs=1, final_seeds=2, grid_extensions=0)
     monkeypatch.setattr(study.cli, "config_for", lambda mode, task="cifar10": tiny)

@@ -36,7 +36,7 @@ from .design import (CLASSIC_OPTIMIZERS, COMPARED_OPTIMIZERS, LR_GRIDS, PROTOCOL
 from .protocol import (LrSearch, chosen_learning_rates, decoupled_weight_decay, load_data, lr_search, run_extra,
                        run_study, search_plan, search_table, study_status, total_steps, train_one,
                        validation_se)
-from .report import (best_of, check_complete, claim_verdict, curves, describe_study, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
+from .report import (best_of, check_complete, claim_verdict, comparison_line, curves, describe_study, diverged_seeds, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
                      summary_csv, summary_markdown)
 from .store import (ConfigMismatch, IncompleteStudy, LockHeld, ResultStore, StudyError, check_config, data_variant,
                     dedupe, load_config, merge, move_aside, provenance, record_provenance, thin, thin_step_loss,
@@ -50,7 +50,7 @@ __all__ = [
     "with_optimizers", "select_optimizers", "COMPARED_OPTIMIZERS", "PROTOCOL", "SEARCH_SEED", "is_schedule_free",
     "reference_config", "text_reference_config", "final_seeds",
     "LrSearch", "lr_search", "search_plan", "search_table", "study_status", "total_steps", "decoupled_weight_decay", "validation_se",
-    "best_of", "claim_verdict", "describe_study",
+    "best_of", "claim_verdict", "comparison_line", "describe_study", "diverged_seeds",
     "ResultStore", "merge", "thin", "thin_step_loss", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
     "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",
     "check_complete",

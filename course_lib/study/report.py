@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from pathlib import Path
 
@@ -85,11 +86,19 @@ def paired(cfg: StudyConfig, records: list[dict], a: str, b: str, key: str = "te
            scale: float = 1.0) -> PairedDifference:  # fmt: skip
     """``a`` - ``b`` in ``key`` (times ``scale``, e.g. ``1 / ln 2`` for a loss in bits), paired by
     seed (within a seed both started from the same weights and saw the same batches), over the
-    seeds both have: mean, per-seed values and standard error
+    seeds both have and on which neither diverged (a diverged run has no accuracy to pair; count
+    those seeds with :func:`diverged_seeds`): mean, per-seed values and standard error
     (:func:`course_lib.engine.paired.paired_difference`)."""
     values = per_seed(cfg, records, key)
-    seeds = sorted(set(values[a]) & set(values[b]))
+    seeds = sorted(s for s in set(values[a]) & set(values[b])
+                   if math.isfinite(values[a][s]) and math.isfinite(values[b][s]))  # fmt: skip
     return paired_difference([scale * values[a][s] for s in seeds], [scale * values[b][s] for s in seeds])
+
+
+def diverged_seeds(cfg: StudyConfig, records: list[dict], key: str = "test_acc") -> dict[str, list[int]]:
+    """Per optimizer, the final seeds whose run has no finite ``key`` (it diverged)."""
+    return {name: sorted(s for s, v in seeds.items() if not math.isfinite(v))
+            for name, seeds in per_seed(cfg, records, key).items()}  # fmt: skip
 
 
 def claim_verdict(difference: PairedDifference, k: float = 2.0) -> str:
@@ -110,7 +119,11 @@ def best_of(cfg: StudyConfig, records: list[dict], key: str = "test_acc", lower_
     only when the difference exceeds that many standard errors; otherwise that pair is
     "inconclusive". The best is "resolved" only when it is ahead of every other.
 
-    Returns ``{"best", "k", "rows": [{"other", "difference", "verdict"}], "resolved"}``.
+    A seed on which either run diverged is left out of that pair's difference; each row names
+    the diverged seeds of both (``"diverged"``: optimizer -> seeds), so that a method that
+    sometimes diverges is not mistaken for one that merely scores lower.
+
+    Returns ``{"best", "k", "rows": [{"other", "difference", "verdict", "diverged"}], "resolved"}``.
     """
     names = list(names or cfg.optimizers)
     values = per_seed(cfg, records, key)
@@ -120,13 +133,24 @@ def best_of(cfg: StudyConfig, records: list[dict], key: str = "test_acc", lower_
     k = corrected_k(max(1, len(names) - 1))
     sign = -1.0 if lower_is_better else 1.0
     rows = []
+    failed = diverged_seeds(cfg, records, key)
     for other in names:
         if other == best:
             continue
         d = paired(cfg, records, best, other, key, scale=sign * scale)
         rows.append({"other": other, "difference": d, "verdict": d.verdict(better="ahead", worse="behind",
-                                                                            neither="inconclusive", k=k)})
+                                                                            neither="inconclusive", k=k),
+                     "diverged": {n: failed[n] for n in (best, other) if failed[n]}})  # fmt: skip
     return {"best": best, "k": k, "rows": rows, "resolved": all(r["verdict"] == "ahead" for r in rows)}
+
+
+def comparison_line(best: str, row: dict) -> str:
+    """One row of :func:`best_of` as a line of text: ``Adam - SGD  +0.143 ± 0.006 -> ahead``
+    (difference ± two standard errors), then the seeds left out because a run diverged."""
+    line = f"{best} - {row['other']:9s} {row['difference']:+.3f} -> {row['verdict']}"
+    failed = [f"{name} diverged on seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+              for name, seeds in row.get("diverged", {}).items()]  # fmt: skip
+    return line + (f" ({'; '.join(failed)}: left out)" if failed else "")
 
 
 def curves(cfg: StudyConfig, records: list[dict], metric: str = "val_acc") -> dict[str, np.ndarray]:
