@@ -363,10 +363,10 @@ def fast_config() -> StudyConfig:
     fresh seeds per chosen rate. Six optimizers (:data:`COMPARED_OPTIMIZERS`), no weight decay for
     any: 43 runs (one grid extension), 3,225 optimizer steps in all.
 
-    Measured on 2026-12-02 on two shared CPU cores under a load average of 6-10 (five users):
-    10.5 s per run, and notebook 11 in fast mode (this study, its claim runs and the text study)
-    1,093 s from scratch under nbval. Not yet measured on a quiet machine: the notebook's CNN
-    part trains about 4,200 steps against the 4,900 of the previous protocol (229 s quiet).
+    Measured on 2026-12-02 on the two CPU cores of the development machine, quiet (load average
+    below 1 at the start): about 1 s per run, and notebook 11 in fast mode (this study, its claim
+    runs and the text study) 123 s from scratch (the cells' times; 3 min 46 s of CPU on the two
+    cores); under a load average of 6-10 the same notebook took 1,093 s.
     """
     grids = {name: grid[1:] + (float(f"{grid[-1] * 3:.1g}"),) for name, grid in _classic(LR_GRIDS).items()}
     return StudyConfig(mode="fast", model="small_cnn", model_kwargs={"widths": (8, 16, 32)}, epochs=3,
