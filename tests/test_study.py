@@ -288,3 +288,16 @@ def test_the_text_reference_is_the_reference_protocol_on_the_transformer():
     assert cfg.final_seeds == 5 and cfg.optimizers == study.reference_config().optimizers
     assert cfg.steps * cfg.batch_size * cfg.context > 2_000_000  # more than two passes over the training text
     assert cfg.fingerprint() == "b7e647666df8"  # the study committed in reference/study-cpu-shakespeare/
+
+
+@pytest.mark.parametrize("folder, make", [("study-cpu", study.reference_config),
+                                          ("study-cpu-shakespeare", study.text_reference_config)])
+def test_the_committed_reference_studies_are_complete_and_made_by_this_code(folder, make):
+    from course_lib import config
+
+    text, stored, records = study.describe_study(config.repo_root() / "reference" / folder)
+    assert stored is not None and stored.fingerprint() == make().fingerprint()
+    assert study.study_status(stored, records)["complete"] and "Status: complete" in text
+    assert all(r["history"].get("step_loss_every") == 10 for r in records if r["history"]["step_loss"])  # thinned
+    best = study.best_of(stored, records)  # five fresh seeds each: verdicts can be computed
+    assert len(best["rows"]) == len(stored.optimizers) - 1 and all(r["difference"].n_seeds >= 4 for r in best["rows"])
