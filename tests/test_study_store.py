@@ -378,3 +378,6 @@ def test_thin_refuses_a_factor_that_does_not_divide_an_earlier_thinning(tmp_path
     assert study.cli.main(["thin", "--out", str(tmp_path), "--every", "15"]) == 2
     assert "error: run a is already thinned" in capsys.readouterr().err
     assert study.cli.main(["thin", "--out", str(tmp_path / "empty"), "--every", "2"]) == 2
+    assert "error: no results in" in capsys.readouterr().err and not (tmp_path / "empty").exists()
+    assert study.cli.main(["thin", "--out", str(tmp_path), "--every", "0"]) == 2
+    assert "every must be at least 1, got 0" in capsys.readouterr().err

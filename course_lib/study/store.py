@@ -217,8 +217,13 @@ def thin_step_loss(record: dict, every: int) -> dict:
 def thin(out: str | os.PathLike, every: int, *, wait: float = 0.0) -> tuple[int, int]:
     """Thin the per-step loss of every run in ``out``'s ``results.jsonl`` (:func:`thin_step_loss`),
     holding its lock; for a study committed to a repository, where the file's size matters.
-    Returns (runs thinned, runs in the file)."""
+    Returns (runs thinned, runs in the file). A missing results file is refused before anything
+    is written (no lock file, no directory left behind)."""
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
     store = ResultStore(Path(out) / "results.jsonl")
+    if not store.path.exists():
+        raise IncompleteStudy(f"no results in {store.path}")
     with store.lock(wait=wait):
         records = store.load()
         if not records:
