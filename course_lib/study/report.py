@@ -97,8 +97,11 @@ def paired(cfg: StudyConfig, records: list[dict], a: str, b: str, key: str = "te
 
 def diverged_seeds(cfg: StudyConfig, records: list[dict], key: str = "test_acc") -> dict[str, list[int]]:
     """Per optimizer, the final seeds whose run has no finite ``key`` (it diverged)."""
-    return {name: sorted(s for s, v in seeds.items() if not math.isfinite(v))
-            for name, seeds in per_seed(cfg, records, key).items()}  # fmt: skip
+    return _diverged(per_seed(cfg, records, key))
+
+
+def _diverged(values: dict[str, dict[int, float]]) -> dict[str, list[int]]:
+    return {name: sorted(s for s, v in seeds.items() if not math.isfinite(v)) for name, seeds in values.items()}
 
 
 def claim_verdict(difference: PairedDifference, k: float = 2.0) -> str:
@@ -133,7 +136,7 @@ def best_of(cfg: StudyConfig, records: list[dict], key: str = "test_acc", lower_
     k = corrected_k(max(1, len(names) - 1))
     sign = -1.0 if lower_is_better else 1.0
     rows = []
-    failed = diverged_seeds(cfg, records, key)
+    failed = _diverged(values)
     for other in names:
         if other == best:
             continue
