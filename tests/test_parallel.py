@@ -233,3 +233,12 @@ def test_speed_measurements_in_one_launch():
     assert [(t.world_size, t.threads_per_process) for t in res] == [(1, 1), (2, 1)]
     assert res[0].comm_seconds == 0 and res[1].comm_seconds > 0
     _no_children_left()
+
+
+@pytest.mark.parametrize("measure", [parallel.ddp_throughputs, parallel.speed_measurements])
+def test_throughput_configurations_are_checked_before_any_process_starts(measure):
+    with pytest.raises(ValueError, match=r"bad configuration \(2, 1\) for a total batch of 33"):
+        measure([(1, 1), (2, 1)], total_batch=33)
+    with pytest.raises(ValueError, match="model must be 'small_cnn' or 'mlp'"):
+        measure([(1, 1)], model="resnet")
+    _no_children_left()

@@ -132,6 +132,17 @@ def _throughput_model(name: str) -> nn.Module:
     raise ValueError(f"model must be 'small_cnn' or 'mlp', got {name!r}")
 
 
+def _checked_configs(configs, total_batch: int, model: str) -> list[tuple[int, int]]:
+    """``(processes, threads)`` pairs as ints, each at least 1 and the processes dividing
+    ``total_batch``, and a known ``model``; else ``ValueError`` (in the parent, before any start)."""
+    configs = [(int(p), int(t)) for p, t in configs]
+    for procs, threads in configs:
+        if procs < 1 or threads < 1 or total_batch % procs:
+            raise ValueError(f"bad configuration {(procs, threads)} for a total batch of {total_batch}")
+    _throughput_model(model)
+    return configs
+
+
 def _throughput_worker(rank: int, world_size: int, configs: list[tuple[int, int]], model_name: str,
                        total_batch: int, steps: int, warmup: int, seed: int) -> list[dict]:  # fmt: skip
     """Time each (processes, threads) configuration in turn; ranks beyond its size wait."""
@@ -192,11 +203,7 @@ def ddp_throughputs(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 1)
     processes is the slow part): configuration by configuration, the first ``processes`` ranks
     train in a DDP group of their own while the other ranks wait, blocked, in a barrier.
     """
-    configs = [(int(p), int(t)) for p, t in configs]
-    for procs, threads in configs:
-        if procs < 1 or threads < 1 or total_batch % procs:
-            raise ValueError(f"bad configuration {(procs, threads)} for a total batch of {total_batch}")
-    _throughput_model(model)
+    configs = _checked_configs(configs, total_batch, model)
     world = max(p for p, _ in configs)
     res = run_on(workers, _throughput_worker, world, (configs, model, total_batch, steps, warmup, seed),
                  timeout=timeout)  # fmt: skip
@@ -228,11 +235,7 @@ def speed_measurements(configs: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2,
     """
     from .communication import fit_allreduce
 
-    configs = [(int(p), int(t)) for p, t in configs]
-    for procs, threads in configs:
-        if procs < 1 or threads < 1 or total_batch % procs:
-            raise ValueError(f"bad configuration {(procs, threads)} for a total batch of {total_batch}")
-    _throughput_model(model)
+    configs = _checked_configs(configs, total_batch, model)
     world = max(2, max(p for p, _ in configs))
     sizes = [int(s) for s in sweep_sizes]
     res = run_on(workers, _speed_worker, world, ((ceiling_steps, 256, ceiling_repeats), (sizes, sweep_repeats),
