@@ -176,3 +176,64 @@ def test_every_chapter_presents_a_slide_per_section_without_solutions(tmp_path):
             if cell.cell_type == "markdown" and cell.metadata['slideshow']['slide_type'] != "skip":
                 lines = len(cell.source.split("\n"))
                 assert lines <= slides.SLIDE_MARKDOWN_LINES or "\n\n" not in cell.source, (path.name, cell.source[:60])
+
+
+class _DeafChannel:
+    """A kernel channel whose wait misses the wake-up: a call made before the message arrives
+    sleeps its whole timeout, then finds the message (what nbclient saw after explorer cells)."""
+
+    def __init__(self, arrives_after: float | None):
+        import time
+
+        self.arrives = None if arrives_after is None else time.monotonic() + arrives_after
+        self.calls = 0
+
+    async def get_msg(self, timeout=None):
+        import asyncio
+        import time
+        from queue import Empty
+
+        self.calls += 1
+        if self.arrives is not None and time.monotonic() >= self.arrives:
+            return {"msg": "reply"}
+        await asyncio.sleep(3600 if timeout is None else timeout)
+        if self.arrives is not None and time.monotonic() >= self.arrives:
+            return {"msg": "reply"}
+        raise Empty
+
+
+def _timed(coroutine):
+    import asyncio
+    import time
+
+    t0 = time.monotonic()
+    result = asyncio.run(coroutine)
+    return result, time.monotonic() - t0
+
+
+def test_sliced_waits_get_a_message_whose_wake_up_was_missed():
+    deaf = _DeafChannel(arrives_after=0.2)
+    assert _timed(deaf.get_msg(timeout=1.0))[1] >= 1.0  # the plain wait runs to its end
+    deaf = _DeafChannel(arrives_after=0.2)
+    msg, seconds = _timed(site._wait_in_slices(deaf.get_msg, slice_seconds=0.05)(timeout=30))
+    assert msg == {"msg": "reply"} and 0.2 <= seconds < 1.0 and deaf.calls >= 4
+    deaf = _DeafChannel(arrives_after=0.2)  # no timeout: nbclient's IOPub wait
+    msg, seconds = _timed(site._wait_in_slices(deaf.get_msg, slice_seconds=0.05)(timeout=None))
+    assert msg == {"msg": "reply"} and seconds < 1.0
+
+
+def test_sliced_waits_still_time_out():
+    from queue import Empty
+
+    deaf = _DeafChannel(arrives_after=None)
+    with pytest.raises(Empty):
+        _timed(site._wait_in_slices(deaf.get_msg, slice_seconds=0.05)(timeout=0.3))
+    _, seconds = _timed(_expect_empty(site._wait_in_slices(deaf.get_msg, slice_seconds=0.05)(timeout=0.3)))
+    assert 0.3 <= seconds < 0.6
+
+
+async def _expect_empty(coroutine):
+    from queue import Empty
+
+    with pytest.raises(Empty):
+        await coroutine

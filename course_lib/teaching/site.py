@@ -183,6 +183,50 @@ def _describe_failure(exc: BaseException, timeout: int) -> str:
     return f"{name}: {text[-3000:]}" if text else name
 
 
+WAIT_SLICE = 0.5
+"""Seconds of one wait for a kernel message; a long wait is made of such slices (see :func:`_wait_in_slices`)."""
+
+
+def _wait_in_slices(get_msg, slice_seconds: float = WAIT_SLICE):
+    """``get_msg(timeout)`` of a kernel channel, rewritten to wait at most ``slice_seconds`` at a
+    time and ask again until the message comes or the caller's ``timeout`` (None: none) is spent.
+
+    Why: nbclient waits for a cell's reply with one call as long as the whole cell timeout, and a
+    wake-up can be missed while it also reads the other channel (nbclient issue 312): the reply
+    sits in the socket and the wait runs to its end. Here chapter 01's explorer cell (widgets
+    and a picture) finished in 0.1 s and nbclient went on 600 s later; each new wait checks the
+    socket first, so a missed wake-up now costs one slice.
+    """
+    from queue import Empty
+
+    async def sliced(timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = slice_seconds if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(timeout=min(slice_seconds, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return sliced
+
+
+def _notebook_client(nb, **options):
+    """An nbclient ``NotebookClient`` for ``nb`` whose kernel client waits in slices
+    (:func:`_wait_in_slices`) on its shell and IOPub channels; ``options`` go to the client."""
+    from nbclient import NotebookClient
+
+    class SlicedWaits(NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = _wait_in_slices(channel.get_msg)
+            return kc
+
+    return SlicedWaits(nb, **options)
+
+
 def build_site(notebooks_dir: str | os.PathLike, out: str | os.PathLike, *, fast: bool = True,
                timeout: int | None = None, only: list[str] | None = None, log=print) -> list[Chapter]:  # fmt: skip
     """Execute the notebooks in ``notebooks_dir`` and write ``out/index.html`` and one page each.
@@ -193,7 +237,6 @@ def build_site(notebooks_dir: str | os.PathLike, out: str | os.PathLike, *, fast
     are no notebooks.
     """
     import nbformat
-    from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
     notebooks = sorted(Path(notebooks_dir).glob("*.ipynb"))
@@ -212,8 +255,8 @@ def build_site(notebooks_dir: str | os.PathLike, out: str | os.PathLike, *, fast
         for i, (path, nb, chapter) in enumerate(zip(notebooks, loaded, chapters)):
             start = time.perf_counter()
             try:
-                NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                               resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
+                _notebook_client(nb, timeout=timeout, kernel_name="python3",
+                                 resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
             except Exception as exc:  # a failing or hanging chapter must not lose the others
                 chapter.error = _describe_failure(exc, timeout)
             chapter.seconds = time.perf_counter() - start
