@@ -301,3 +301,13 @@ def test_the_committed_reference_studies_are_complete_and_made_by_this_code(fold
     assert all(r["history"].get("step_loss_every") == 10 for r in records if r["history"]["step_loss"])  # thinned
     best = study.best_of(stored, records)  # five fresh seeds each: verdicts can be computed
     assert len(best["rows"]) == len(stored.optimizers) - 1 and all(r["difference"].n_seeds >= 4 for r in best["rows"])
+
+
+def test_summary_table_says_when_a_mean_leaves_diverged_seeds_out():
+    row = dict(optimizer="SGD", lr=1.0, lr_at_edge="", seeds=5, diverged=1, test_acc_mean=0.299, test_acc_se=0.002,
+               test_acc_std=0.004, reached_target="0/5", time_to_target_s=float("nan"), steps_to_target=float("nan"))  # fmt: skip
+    table = study.summary_markdown([row, dict(row, optimizer="Adam", diverged=0)], 0.4)
+    sgd, adam = (line for line in table.splitlines() if line.startswith(("| SGD", "| Adam")))
+    assert "0.299 ± 0.002 (mean of the 4 finished)" in sgd and "finished" not in adam
+    assert "SGD diverged on 1 of its 5 seeds" in table and "Adam diverged" not in table
+    assert "finished seeds" not in study.summary_markdown([dict(row, diverged=0)], 0.4)

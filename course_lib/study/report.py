@@ -206,8 +206,9 @@ def save_figures(cfg: StudyConfig, records: list[dict], out: str | os.PathLike) 
 
 def summary_markdown(rows: list[dict], target: float) -> str:
     """The :func:`summarize` rows as a Markdown table (``target``: the validation accuracy timed):
-    test accuracy as mean ± standard error over the final seeds (std in its own column), time
-    to target in steps first (reproducible), seconds second."""
+    test accuracy as mean ± standard error over the final seeds that finished (std in its own
+    column; a row with diverged seeds says over how many, and a line under the table names the
+    failures), time to target in steps first (reproducible), seconds second."""
     lines = [f"| optimizer | lr | test accuracy (mean ± s.e.) | std | seeds | diverged | steps to {target:.0%} val acc | "
              "seconds to it |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -215,9 +216,16 @@ def summary_markdown(rows: list[dict], target: float) -> str:
         lr = f"{r['lr']:g}" + (f" ({r['lr_at_edge']} in grid)" if r.get("lr_at_edge") else "")
         steps = r.get("steps_to_target", float("nan"))
         se = r.get("test_acc_se", float("nan"))
-        lines.append(f"| {r['optimizer']} | {lr} | {r['test_acc_mean']:.3f} ± {se:.3f} | {r['test_acc_std']:.3f} | "
+        over = f" (mean of the {r['seeds'] - r['diverged']} finished)" if r["diverged"] else ""
+        lines.append(f"| {r['optimizer']} | {lr} | {r['test_acc_mean']:.3f} ± {se:.3f}{over} | {r['test_acc_std']:.3f} | "
                      f"{r['seeds']} | {r['diverged']} | {steps:.0f} ({r['reached_target']} runs) | "
                      f"{r['time_to_target_s']:.1f} |")  # fmt: skip
+    failed = [r for r in rows if r["diverged"]]
+    if failed:
+        lines.append("\nA mean over the finished seeds leaves the failures out: "
+                     + "; ".join(f"{r['optimizer']} diverged on {r['diverged']} of its {r['seeds']} seeds at its chosen rate"
+                                 for r in failed)
+                     + ". Count that against it as well as its accuracy.")  # fmt: skip
     if any(r.get("lr_at_edge") for r in rows):
         lines.append("\nA rate still at the end of its grid after the grid's extension may not be the best one: "
                      "the best may lie beyond it.")
