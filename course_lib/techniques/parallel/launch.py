@@ -84,6 +84,17 @@ def _process_entry(rank: int, world_size: int, port: int, backend: str, threads:
             dist.destroy_process_group()
     except BaseException:  # report everything, including KeyboardInterrupt, to the parent
         results.put((rank, False, traceback.format_exc()))
+        code = 1
+    else:
+        code = 0
+    # Deliver what was put, then leave without the interpreter's teardown: gloo's worker thread
+    # may still be freeing the last collective, which needs the GIL of a finalizing interpreter
+    # and aborts the process (see course_lib/techniques/parallel/__main__.py).
+    results.close()
+    results.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class Workers:
