@@ -166,6 +166,8 @@ def test_evaluate_with_tta_on_a_mirror_symmetric_task():
     plain, flip, six = (engine.evaluate(model, data, tta=level) for level in (0, 1, 2))
     assert plain[1] > 0.9 and flip[1] > 0.9 and six[1] > 0.9
     assert plain[0] != flip[0] != six[0]
+    each = engine.example_accuracies(model, data, tta=1)  # one 0/1 trial per image
+    assert set(np.unique(each)) <= {0.0, 1.0} and each.mean() == pytest.approx(flip[1])
 
 
 def test_divergence_rule_flags_a_finite_runaway_and_spares_a_recovering_run():

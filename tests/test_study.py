@@ -28,6 +28,9 @@ def test_full_protocol_and_resume(tmp_path, cfg, tiny_data, monkeypatch):
     assert [r["phase"] for r in records].count("final") == 4  # seeds 1 and 2 of each: fresh, not the search's 0
     assert {r["seed"] for r in records if r["phase"] == "final"} == {1, 2}
     assert not any("test_acc" in r or "test_loss" in r for r in records if r["phase"] == "search")
+    for r in records:  # images are 0/1 trials: the per-image spread gives sqrt(p(1 - p) / (n - 1))
+        n = r["val_size"]
+        assert r["val_acc_se"] == pytest.approx(study.validation_se(r["final_val_acc"], n) * np.sqrt(n / (n - 1)))
     chosen = study.chosen_learning_rates(cfg, records)
     for name in cfg.optimizers:
         search = {r["lr"]: r["final_val_acc"] for r in records if r["optimizer"] == name and r["phase"] == "search"}
@@ -274,6 +277,9 @@ def test_the_text_study_runs_through_the_command_line(tmp_path, monkeypatch, cap
     assert all(r["fingerprint"] == cfg.fingerprint() for r in records)
     assert all([e["step"] for e in r["history"]["epochs"]] == [3, 6] for r in records if not r["history"]["diverged"])
     assert study.load_config(out) == cfg
+    for r in study.search_table(cfg, records):  # the window is the unit: its s.e. is below one 0/1 trial per window
+        if not r["diverged"]:
+            assert np.isfinite(r["val_acc_se"]) and r["val_acc_se"] < study.validation_se(r["val_acc"], cfg.eval_windows)
     assert "tiny Shakespeare" in json.loads((out / "provenance.json").read_text())[0]["data"]
     assert study.main(["summary", "--out", str(out)]) == 0
     summary = (out / "summary.md").read_text()

@@ -230,6 +230,9 @@ def test_training_by_steps_records_rows_at_the_evaluation_steps(corpus_file):
         engine.train(model, optim.SGD(model.parameters(), lr=0.1), data["train"], steps=5, epochs=1, batch_size=4)
     with pytest.raises(ValueError, match="test-time augmentation is for batches of images"):
         engine.evaluate(model, data["val"], tta=1)
+    per_window = engine.example_accuracies(model, data["val"])  # a window's fraction of characters right
+    assert per_window.shape == (len(data["val"]),) and per_window.mean() == pytest.approx(history.epochs[-1].val_acc)
+    assert len(np.unique(per_window)) > 2  # fractions, not 0/1 trials
 
 
 def test_text_variants_start_equal_and_see_the_same_windows(corpus_file):

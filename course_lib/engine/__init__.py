@@ -26,14 +26,14 @@ from .cifar10 import CLASSES, DataError, load_cifar10, locate_cifar10
 from .compare import (Run, Variant, compare_optimizers, compare_schedules, compare_variants, initial_weights,
                       train_variant)
 from .device_data import DeviceData, cifar10_on_device
-from .loop import EpochRecord, History, evaluate, train, tta_logits
+from .loop import EpochRecord, History, evaluate, example_accuracies, train, tta_logits
 from .text import Corpus, TextData, load_shakespeare, text_on_device
 
 __all__ = [
     "augment", "batchnorm", "cifar10", "cifar10_archives", "compare", "device_data", "loop", "models", "paired", "text",
     "Corpus", "TextData", "load_shakespeare", "text_on_device",
     "CLASSES", "DataError", "load_cifar10", "locate_cifar10",
-    "DeviceData", "cifar10_on_device", "EpochRecord", "History", "train", "evaluate", "tta_logits",
+    "DeviceData", "cifar10_on_device", "EpochRecord", "History", "train", "evaluate", "example_accuracies", "tta_logits",
     "Variant", "Run", "initial_weights", "train_variant", "compare_variants", "compare_optimizers",
     "compare_schedules",
 ]  # fmt: skip

@@ -40,8 +40,8 @@ from .device_data import DeviceData
 if TYPE_CHECKING:
     from .text import TextData
 
-__all__ = ["EpochRecord", "History", "steps_per_epoch", "train", "evaluate", "tta_logits", "autocast",
-           "to_memory_format"]
+__all__ = ["EpochRecord", "History", "steps_per_epoch", "train", "evaluate", "example_accuracies", "tta_logits",
+           "autocast", "to_memory_format"]
 
 @dataclass
 class EpochRecord:
@@ -135,6 +135,29 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000, tta: in
         count += y.numel()
     model.train(was_training)
     return total_loss / count, correct / count
+
+
+def example_accuracies(model: nn.Module, data: DeviceData, batch_size: int = 1000, tta: int = 0) -> np.ndarray:
+    """The accuracy of ``model`` on each example of ``data``: 0 or 1 for an image, the fraction of
+    its positions predicted right for a text window (eval mode, as :func:`evaluate`).
+
+    Their mean is :func:`evaluate`'s accuracy (for windows of equal length), and their spread
+    gives its standard error, s / sqrt(n): the example is the unit that is drawn independently.
+    A window's characters are not (neighbours share context), so counting them as n·T
+    independent trials would understate the error, and counting a window as one 0/1 trial
+    would overstate it."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
+        x, y = data.batch(index)
+        with autocast(data.device):
+            logits = tta_logits(model, x, tta)
+        right = (logits.argmax(-1) == y).float()
+        out.append(right.flatten(1).mean(1) if right.ndim > 1 else right)
+    model.train(was_training)
+    return torch.cat(out).cpu().double().numpy()
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

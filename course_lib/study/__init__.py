@@ -35,7 +35,7 @@ from .design import (CLASSIC_OPTIMIZERS, COMPARED_OPTIMIZERS, LR_GRIDS, PROTOCOL
                      text_fast_config, text_full_config, with_optimizers)
 from .protocol import (LrSearch, chosen_learning_rates, decoupled_weight_decay, load_data, lr_search, run_extra,
                        run_study, search_plan, search_table, study_status, total_steps, train_one,
-                       validation_se)
+                       validation_se, mean_se)
 from .report import (best_of, check_complete, claim_verdict, comparison_line, curves, describe_study, diverged_seeds, final_records, lr_sensitivity, paired, per_seed, save_figures, summarize,
                      summary_csv, summary_markdown)
 from .store import (ConfigMismatch, IncompleteStudy, LockHeld, ResultStore, StudyError, check_config, data_variant,
@@ -49,7 +49,7 @@ __all__ = [
     "config_for", "optimizer_for", "RunSpec", "search_runs", "final_runs", "shard", "CLASSIC_OPTIMIZERS",
     "with_optimizers", "select_optimizers", "COMPARED_OPTIMIZERS", "PROTOCOL", "SEARCH_SEED", "is_schedule_free",
     "reference_config", "text_reference_config", "final_seeds",
-    "LrSearch", "lr_search", "search_plan", "search_table", "study_status", "total_steps", "decoupled_weight_decay", "validation_se",
+    "LrSearch", "lr_search", "search_plan", "search_table", "study_status", "total_steps", "decoupled_weight_decay", "validation_se", "mean_se",
     "best_of", "claim_verdict", "comparison_line", "describe_study", "diverged_seeds",
     "ResultStore", "merge", "thin", "thin_step_loss", "write_config", "load_config", "provenance", "record_provenance", "data_variant",
     "StudyError", "ConfigMismatch", "IncompleteStudy", "LockHeld", "dedupe", "check_config", "move_aside",

@@ -6,8 +6,10 @@ Protocol (version :data:`~course_lib.study.design.PROTOCOL`)
    the search seed 0, on the training split; the validation split, carved from the *training*
    set, picks the learning rate with the best final validation accuracy (text: the lowest
    validation loss). A search run evaluates no test data: its record holds no test numbers.
-   The validation accuracy :math:`\hat p` of a rate has the standard error
-   :math:`\sqrt{\hat p(1-\hat p)/n_{val}}` (:func:`search_table` states it).
+   The validation accuracy :math:`\hat p` of a rate has the standard error :math:`s/\sqrt{n_{val}}`,
+   :math:`s` the spread of the per-example accuracies: :math:`\sqrt{\hat p(1-\hat p)/n_{val}}`
+   for images; a text window's accuracy is the fraction of its characters predicted, and the
+   window is the independent unit (:func:`search_table` states it).
 2. **Grid extension.** A chosen rate at either end of its grid adds one more rate beyond that
    end, at the grid's ratio there (:math:`\eta_1^2/\eta_2` below, :math:`\eta_k^2/\eta_{k-1}`
    above), and the search goes on until the chosen rate is interior or ``grid_extensions``
@@ -45,7 +47,7 @@ from ..engine import models
 from ..engine.augment import flip_and_translate
 from ..engine.compare import Variant, train_variant
 from ..engine.device_data import DeviceData, cifar10_on_device
-from ..engine.loop import History, evaluate, steps_per_epoch
+from ..engine.loop import History, evaluate, example_accuracies, steps_per_epoch
 from ..engine.text import TextData, load_shakespeare, text_on_device
 from ..optim.schedules import warmup_linear_decay
 from .design import SEARCH_SEED, RunSpec, StudyConfig, final_runs, is_schedule_free, optimizer_for, search_runs, shard
@@ -53,7 +55,7 @@ from .store import (IncompleteStudy, ResultStore, data_variant, move_aside, prov
                     write_config)
 
 __all__ = ["train_one", "chosen_learning_rates", "load_data", "run_study", "run_extra", "LrSearch", "lr_search",
-           "search_plan", "search_table", "decoupled_weight_decay", "validation_se", "study_status",
+           "search_plan", "search_table", "decoupled_weight_decay", "validation_se", "mean_se", "study_status",
            "total_steps"]
 
 
@@ -183,8 +185,12 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
                                    else evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
         record.update(test_loss=test_loss, test_acc=test_acc)
     val = data.get("val")
+    val_acc_se = float("nan")
+    if val is not None and not history.diverged:  # at the weights the loop validated last
+        val_acc_se = mean_se(example_accuracies(model, val))
     return {
         **record,
+        "val_acc_se": val_acc_se,
         "final_val_acc": (history.epochs[-1].val_acc if history.epochs and not history.diverged
                           and history.epochs[-1].val_acc is not None else float("nan")),
         "val_size": len(val) if val is not None else 0,
@@ -207,10 +213,23 @@ def _selection_score(record: dict, task: str = "cifar10") -> tuple[float, float]
 
 
 def validation_se(accuracy: float, n: int) -> float:
-    """The standard error of an accuracy measured on ``n`` images: sqrt(p(1 - p) / n)."""
+    """The standard error of an accuracy measured on ``n`` images: sqrt(p(1 - p) / n).
+
+    Right for images (each a 0/1 trial). For text windows, use :func:`mean_se` of the
+    per-window accuracies: with the window as one trial this formula overstates the error."""
     if not n or not math.isfinite(accuracy):
         return float("nan")
     return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+def mean_se(values) -> float:
+    """The standard error of the mean of independent ``values``: s / sqrt(n) (sample standard
+    deviation s, ddof 1); nan for fewer than two. Of 0/1 values it is
+    sqrt(p(1 - p) / (n - 1)), :func:`validation_se` up to n / (n - 1)."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return float("nan")
+    return float(v.std(ddof=1) / math.sqrt(v.size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,10 +321,22 @@ def chosen_learning_rates(cfg: StudyConfig, records: list[dict]) -> dict[str, fl
     return chosen
 
 
+def _search_se(record: dict | None, accuracy: float) -> float:
+    """A search run's validation standard error: the one its record keeps (:func:`mean_se` of
+    the per-example accuracies), else, for records written before it was kept,
+    :func:`validation_se` (right for images; for text windows an overstatement)."""
+    if record is None:
+        return float("nan")
+    if record.get("val_acc_se") is not None:
+        return float(record["val_acc_se"])
+    return validation_se(accuracy, record.get("val_size", 0))
+
+
 def search_table(cfg: StudyConfig, records: list[dict]) -> list[dict]:
     """One row per search run (ascending rates per optimizer): its final validation accuracy
-    and loss, the accuracy's standard error (:func:`validation_se`), whether it is the chosen
-    rate, and whether the extension added it. No test numbers: the search has none."""
+    and loss, the accuracy's standard error (over the validation examples: :func:`mean_se`),
+    whether it is the chosen rate, and whether the extension added it. No test numbers: the
+    search has none."""
     rows = []
     for name in cfg.optimizers:
         search = lr_search(cfg, name, records)
@@ -319,7 +350,7 @@ def search_table(cfg: StudyConfig, records: list[dict]) -> list[dict]:
             last = r["history"]["epochs"][-1] if r and r["history"]["epochs"] and not r["history"]["diverged"] else {}
             acc = r["final_val_acc"] if r else float("nan")
             rows.append({"optimizer": name, "lr": lr, "val_acc": acc,
-                         "val_acc_se": validation_se(acc, r.get("val_size", 0)) if r else float("nan"),
+                         "val_acc_se": _search_se(r, acc),
                          "val_loss": last.get("val_loss", float("nan")), "diverged": bool(r and r["history"]["diverged"]),
                          "chosen": lr == search.chosen, "added": lr in added, "done": r is not None,
                          "at_bound": search.at_bound if lr == search.chosen else ""})  # fmt: skip
