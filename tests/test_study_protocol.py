@@ -151,9 +151,17 @@ def test_schedule_free_runs_at_a_constant_rate_with_its_own_warmup(tiny_data, mo
 
     def spy(model, variant, *args, **kwargs):
         seen[variant.optimizer.__name__] = variant
-        return real(model, variant, *args, **kwargs)
+        seen["run"] = real(model, variant, *args, **kwargs)
+        return seen["run"]
+
+    modes, real_accuracies = [], study.protocol.example_accuracies
+
+    def spy_accuracies(*args, **kwargs):  # the validation error is measured at the point validated
+        modes.append(seen["run"].optimizer.param_groups[0].get("train_mode"))
+        return real_accuracies(*args, **kwargs)
 
     monkeypatch.setattr(study.protocol, "train_variant", spy)
+    monkeypatch.setattr(study.protocol, "example_accuracies", spy_accuracies)
     free = study.train_one(cfg, study.RunSpec("final", "ScheduleFreeAdamW", 0.01, 1), tiny_data, progress=False)
     adam = study.train_one(cfg, study.RunSpec("final", "Adam", 0.01, 1), tiny_data, progress=False)
     assert seen["ScheduleFreeAdamW"].schedule is None and seen["Adam"].schedule is not None
@@ -161,6 +169,7 @@ def test_schedule_free_runs_at_a_constant_rate_with_its_own_warmup(tiny_data, mo
     assert {e["lr"] for e in free["history"]["epochs"]} == {0.01}  # constant
     assert len({e["lr"] for e in adam["history"]["epochs"]}) == 2  # warm-up and decay
     assert study.is_schedule_free(optim.ScheduleFreeSGD) and not study.is_schedule_free(optim.Adam)
+    assert modes == [False, None]  # schedule-free: at its averaged point (eval mode); Adam has no modes
 
 
 def _per_seed_records(cfg, values: dict[str, list[float]]) -> list[dict]:

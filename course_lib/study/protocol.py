@@ -186,8 +186,9 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
         record.update(test_loss=test_loss, test_acc=test_acc)
     val = data.get("val")
     val_acc_se = float("nan")
-    if val is not None and not history.diverged:  # at the weights the loop validated last
-        val_acc_se = mean_se(example_accuracies(model, val))
+    if val is not None and not history.diverged:  # where the loop validated: the reported point
+        with _at_reported_point(run.optimizer):
+            val_acc_se = mean_se(example_accuracies(model, val))
     return {
         **record,
         "val_acc_se": val_acc_se,
