@@ -115,25 +115,34 @@ def tta_logits(model: nn.Module, x: Tensor, level: int = 0) -> Tensor:
 
 
 @torch.no_grad()
+def _logits_by_batch(model: nn.Module, data: DeviceData, batch_size: int, tta: int):
+    """Yield ``(logits, targets)`` for ``data`` in order, ``batch_size`` examples at a time, with
+    ``model`` in eval mode (its mode is restored afterwards) and ``tta`` as in :func:`tta_logits`."""
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(data), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
+            x, y = data.batch(index)
+            if tta and x.ndim != 4:
+                raise ValueError(f"test-time augmentation is for batches of images (N x C x H x W), got shape "
+                                 f"{tuple(x.shape)}; use tta=0")  # fmt: skip
+            with autocast(data.device):
+                logits = tta_logits(model, x, tta)
+            yield logits, y
+    finally:
+        model.train(was_training)
+
+
 def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000, tta: int = 0) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of ``model`` on ``data``, per prediction (per image,
     or per character of every text window), in eval mode without augmentation. ``tta`` > 0
     averages an image model's logits over test-time augmentations (:func:`tta_logits`)."""
-    was_training = model.training
-    model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
-        x, y = data.batch(index)
-        if tta and x.ndim != 4:
-            raise ValueError(f"test-time augmentation is for batches of images (N x C x H x W), got shape "
-                             f"{tuple(x.shape)}; use tta=0")  # fmt: skip
-        with autocast(data.device):
-            logits = tta_logits(model, x, tta)
+    for logits, y in _logits_by_batch(model, data, batch_size, tta):
         total_loss += F.cross_entropy(logits.float().flatten(0, -2), y.flatten(), reduction="sum").item()
         correct += _count_correct(logits, y).item()
         count += y.numel()
-    model.train(was_training)
     return total_loss / count, correct / count
 
 
@@ -146,17 +155,10 @@ def example_accuracies(model: nn.Module, data: DeviceData, batch_size: int = 100
     A window's characters are not (neighbours share context), so counting them as n·T
     independent trials would understate the error, and counting a window as one 0/1 trial
     would overstate it."""
-    was_training = model.training
-    model.eval()
     out = []
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
-        x, y = data.batch(index)
-        with autocast(data.device):
-            logits = tta_logits(model, x, tta)
+    for logits, y in _logits_by_batch(model, data, batch_size, tta):
         right = (logits.argmax(-1) == y).float()
         out.append(right.flatten(1).mean(1) if right.ndim > 1 else right)
-    model.train(was_training)
     return torch.cat(out).cpu().double().numpy()
 
 
