@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-__all__ = ["WorkerError", "Workers", "free_port", "loopback_env", "run_on", "spawn"]
+__all__ = ["WorkerError", "Workers", "exit_without_teardown", "free_port", "loopback_env", "run_on", "spawn"]
 
 
 class WorkerError(RuntimeError):
@@ -87,11 +87,23 @@ def _process_entry(rank: int, world_size: int, port: int, backend: str, threads:
         code = 1
     else:
         code = 0
-    # Deliver what was put, then leave without the interpreter's teardown: gloo's worker thread
-    # may still be freeing the last collective, which needs the GIL of a finalizing interpreter
-    # and aborts the process (see course_lib/techniques/parallel/__main__.py).
     results.close()
-    results.join_thread()
+    results.join_thread()  # deliver what was put before leaving
+    exit_without_teardown(code)
+
+
+def exit_without_teardown(code: int = 0) -> None:
+    """Flush stdout and stderr and end the process with ``code`` at once, skipping the
+    interpreter's teardown; for a process that has destroyed its process group and is done.
+
+    Why: gloo's worker thread may still be freeing the last collective (a barrier holds the
+    operation before it, whose tensors are Python objects). That needs the GIL, which a
+    finalizing interpreter no longer gives: the thread is ended inside a ``noexcept`` C++ frame
+    and the process aborts ("terminate called without an active exception", SIGABRT; a core
+    dump showed ``ProcessGroupGloo::runLoop`` -> ``~AsyncBarrierWork`` -> decref during
+    ``Py_FinalizeEx``). It happened in about one torchrun run in 20 on 2 CPU cores, and torchrun
+    then reports the whole run as failed.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
