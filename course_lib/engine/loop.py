@@ -22,6 +22,7 @@ On CUDA the forward pass runs under bf16 autocast (:func:`autocast`) in channels
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .text import TextData
 
 __all__ = ["EpochRecord", "History", "steps_per_epoch", "train", "evaluate", "example_accuracies", "tta_logits",
-           "autocast", "to_memory_format"]
+           "at_reported_point", "autocast", "to_memory_format"]
 
 @dataclass
 class EpochRecord:
@@ -328,20 +329,28 @@ def train(
     return history
 
 
-def _evaluate_at_reported_point(model: nn.Module, optimizer, val_data) -> tuple[float | None, float | None]:
-    """Validation loss and accuracy at the point the optimizer reports: an optimizer with
+@contextlib.contextmanager
+def at_reported_point(optimizer):
+    """Inside, the model's weights are those ``optimizer`` reports: an optimizer with
     ``eval()``/``train()`` switches (schedule-free methods, whose training point differs from the
-    averaged point they return) is evaluated between ``optimizer.eval()`` and ``optimizer.train()``."""
-    if val_data is None:
-        return None, None
+    averaged point they return) is switched to ``eval()`` and back to ``train()`` on leaving;
+    any other optimizer is left alone."""
     switch = callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
     if switch:
         optimizer.eval()
     try:
-        return evaluate(model, val_data)
+        yield
     finally:
         if switch:
             optimizer.train()
+
+
+def _evaluate_at_reported_point(model: nn.Module, optimizer, val_data) -> tuple[float | None, float | None]:
+    """Validation loss and accuracy at the point the optimizer reports (:func:`at_reported_point`)."""
+    if val_data is None:
+        return None, None
+    with at_reported_point(optimizer):
+        return evaluate(model, val_data)
 
 
 def _augmentation_seed(seed: int) -> int:

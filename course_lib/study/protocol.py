@@ -29,7 +29,6 @@ the point it reports.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -47,7 +46,7 @@ from ..engine import models
 from ..engine.augment import flip_and_translate
 from ..engine.compare import Variant, train_variant
 from ..engine.device_data import DeviceData, cifar10_on_device
-from ..engine.loop import History, evaluate, example_accuracies, steps_per_epoch
+from ..engine.loop import History, at_reported_point, evaluate, example_accuracies, steps_per_epoch
 from ..engine.text import TextData, load_shakespeare, text_on_device
 from ..optim.schedules import warmup_linear_decay
 from .design import SEARCH_SEED, RunSpec, StudyConfig, final_runs, is_schedule_free, optimizer_for, search_runs, shard
@@ -121,19 +120,6 @@ def decoupled_weight_decay(optimizer_cls: type[torch.optim.Optimizer], weight_de
     return Decayed
 
 
-@contextlib.contextmanager
-def _at_reported_point(optimizer):
-    """The model's weights at the point ``optimizer`` reports (a schedule-free one: its average)."""
-    switch = is_schedule_free(type(optimizer))
-    if switch:
-        optimizer.eval()
-    try:
-        yield
-    finally:
-        if switch:
-            optimizer.train()
-
-
 def _history_record(history: History) -> dict:
     return {
         "step_loss": history.step_loss,
@@ -180,14 +166,14 @@ def train_one(cfg: StudyConfig, spec: RunSpec, data: dict[str, DeviceData], prog
     history = run.history
     record = {"key": spec.key, "fingerprint": cfg.fingerprint(), **dataclasses.asdict(spec)}
     if spec.phase != "search":  # the search never sees the test set: its records hold no test numbers
-        with _at_reported_point(run.optimizer):
+        with at_reported_point(run.optimizer):
             test_loss, test_acc = ((float("nan"), float("nan")) if history.diverged
                                    else evaluate(model, data["test"], tta=cfg.tta))  # fmt: skip
         record.update(test_loss=test_loss, test_acc=test_acc)
     val = data.get("val")
     val_acc_se = float("nan")
     if val is not None and not history.diverged:  # where the loop validated: the reported point
-        with _at_reported_point(run.optimizer):
+        with at_reported_point(run.optimizer):
             val_acc_se = mean_se(example_accuracies(model, val))
     return {
         **record,
